@@ -1,0 +1,1 @@
+"""The `ferry` command line: operators' and scripts' entrypoint (imports web and worker)."""

@@ -1,0 +1,456 @@
+"""`ferry`: the command line for operators and scripts (SPEC 10)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.context import Cli
+from cli.render import job_details, jobs_table, progress_line
+from shared.errors import FerryError
+
+pass_cli = click.make_pass_decorator(Cli, ensure=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    """Turns Ferry's errors into one clean line on stderr."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FerryError as exc:
+            _fail(f"{exc.code}: {exc.message}")
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="ferry")
+def main() -> None:
+    """Ferry moves location timelines out of and into the service, as background jobs."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+# --- database and accounts -----------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The database."""
+
+
+@db.command("upgrade")
+@pass_cli
+def db_upgrade(cli: Cli) -> None:
+    """Create the database if missing, then run the migrations."""
+    from shared.migrate import upgrade
+
+    created = upgrade(cli.settings.database_url)
+    click.echo("database created and migrated" if created else "database migrated")
+
+
+@main.group()
+def accounts() -> None:
+    """Accounts and their tokens."""
+
+
+@accounts.command("create")
+@click.argument("name")
+@click.option("--ops", is_flag=True, help="Issue an ops token (creating the account if needed).")
+@pass_cli
+def accounts_create(cli: Cli, *, name: str, ops: bool) -> None:
+    """Create account NAME and print a token for it, alone, on the last line."""
+    from shared.accounts import create_account, get_or_create_account, issue_token
+
+    if ops:
+        account, created = get_or_create_account(cli.engine, name)
+    else:
+        try:
+            account, created = create_account(cli.engine, name), True
+        except Exception as exc:
+            if "unique" in str(exc).lower():
+                _fail(f"an account named {name!r} exists; use --ops for an ops token")
+            raise
+    role = "ops" if ops else "user"
+    token = issue_token(cli.engine, account.id, role=role, name=f"cli-{role}")
+    click.echo(
+        f"{'created' if created else 'found'} account {account.name} ({account.id}); {role} token:"
+    )
+    click.echo(token)
+
+
+@main.command()
+@click.argument("account")
+@click.option("--days", type=click.IntRange(min=1), required=True)
+@click.option("--samples-per-day", type=click.IntRange(min=0), default=2880, show_default=True)
+@click.option("--seed", "seed_value", type=int, default=0, show_default=True)
+@click.option("--start", type=click.DateTime(), help="First day (UTC); default: DAYS days ago.")
+@pass_cli
+def seed(
+    cli: Cli,
+    *,
+    account: str,
+    days: int,
+    samples_per_day: int,
+    seed_value: int,
+    start: datetime | None,
+) -> None:
+    """Write a realistic synthetic timeline into ACCOUNT (created if missing)."""
+    from datetime import UTC
+
+    from shared.accounts import get_or_create_account
+    from shared.seed import seed_timeline
+
+    found, _ = get_or_create_account(cli.engine, account)
+    began = time.monotonic()
+    stats = seed_timeline(
+        cli.settings.database_url,
+        found.id,
+        days=days,
+        samples_per_day=samples_per_day,
+        seed=seed_value,
+        start=start.replace(tzinfo=UTC) if start else None,
+    )
+    click.echo(
+        f"seeded {found.name}: {stats.places} places, {stats.items} items, "
+        f"{stats.samples} samples in {time.monotonic() - began:.1f}s"
+    )
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--threads", type=int, default=16, show_default=True)
+@click.option("--dev", is_flag=True, help="Flask's own server instead of gunicorn.")
+@pass_cli
+def web(cli: Cli, *, host: str, port: int, workers: int, threads: int, dev: bool) -> None:
+    """Run the web process (JSON API and SSE)."""
+    from web import create_app
+
+    if dev:
+        create_app(cli.settings).run(host=host, port=port, threaded=True)
+        return
+    from cli.gunicorn import serve
+
+    serve(cli.settings, host=host, port=port, workers=workers, threads=threads)
+
+
+@main.command()
+@click.option("--concurrency", type=int, default=2, show_default=True)
+@pass_cli
+def worker(cli: Cli, *, concurrency: int) -> None:
+    """Run a Celery worker for jobs."""
+    from worker.celery_app import make_celery
+
+    app = make_celery(cli.settings)
+    app.worker_main(
+        [
+            "worker",
+            "--loglevel=INFO",
+            f"--concurrency={concurrency}",
+            "-Q",
+            cli.settings.jobs_queue,
+            "-n",
+            f"ferry-jobs-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@main.command()
+@pass_cli
+def scheduler(cli: Cli) -> None:
+    """Run Celery beat with the sweeper (one per deployment)."""
+    from worker.celery_app import make_celery
+
+    app = make_celery(cli.settings)
+    schedule = Path(tempfile.mkdtemp(prefix="ferry-beat-")) / "schedule"
+    # An embedded beat plus a one-process worker on the sweep queue: sweeps never wait
+    # behind long jobs, and run even when every job worker is busy.
+    app.worker_main(
+        [
+            "worker",
+            "-B",
+            "--loglevel=INFO",
+            "--concurrency=1",
+            "-Q",
+            cli.settings.sweep_queue,
+            "-s",
+            str(schedule),
+            "-n",
+            f"ferry-sweep-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--concurrency", type=int, default=2, show_default=True)
+def up(host: str, port: int, concurrency: int) -> None:
+    """Run web, worker and scheduler together in the foreground (Ctrl-C stops all)."""
+    me = [sys.executable, "-m", "cli"]
+    commands = [
+        [*me, "web", "--host", host, "--port", str(port)],
+        [*me, "worker", "--concurrency", str(concurrency)],
+        [*me, "scheduler"],
+    ]
+    children = [subprocess.Popen(c) for c in commands]
+
+    def stop(*_: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    finally:
+        stop()
+        for child in children:
+            child.wait(timeout=30)
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+
+@main.group()
+def jobs() -> None:
+    """Find, watch, cancel and restart jobs."""
+
+
+def _account_names(cli: Cli) -> dict[str, str]:
+    from sqlalchemy import select
+
+    from shared.schema import accounts as accounts_table
+
+    with cli.engine.connect() as conn:
+        return {
+            r.id: r.name for r in conn.execute(select(accounts_table.c.id, accounts_table.c.name))
+        }
+
+
+def _filter(
+    cli: Cli,
+    *,
+    status: tuple[str, ...],
+    type_: str | None,
+    account: str | None,
+    error_code: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Any:
+    from datetime import UTC
+
+    from shared.accounts import get_account
+    from shared.jobstore import JobFilter
+
+    return JobFilter(
+        account_id=get_account(cli.engine, account).id if account else None,
+        status=list(status) or None,
+        type=type_,
+        error_code=error_code,
+        since=since.replace(tzinfo=UTC) if since else None,
+        until=until.replace(tzinfo=UTC) if until else None,
+    )
+
+
+@jobs.command("list")
+@click.option("--status", multiple=True, help="Repeat for several.")
+@click.option("--type", "type_")
+@click.option("--account")
+@click.option("--error-code")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@pass_cli
+def jobs_list(
+    cli: Cli,
+    *,
+    status: tuple[str, ...],
+    type_: str | None,
+    account: str | None,
+    error_code: str | None,
+    limit: int,
+) -> None:
+    """A table of jobs, newest first."""
+    where = _filter(cli, status=status, type_=type_, account=account, error_code=error_code)
+    found, _ = cli.service.page(where, limit=limit)
+    click.echo(jobs_table(found, _account_names(cli)))
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@pass_cli
+def jobs_show(cli: Cli, job_id: str) -> None:
+    """One job, with its error and attempt history."""
+    job = cli.service.get(job_id)
+    account = _account_names(cli).get(job.account_id, job.account_id)
+    click.echo(job_details(cli.service.view(job), cli.service.history(job.id), account))
+
+
+def _watch(cli: Cli, job_id: str) -> dict[str, Any]:
+    """Show a live progress bar until the job ends; returns the final job view."""
+    from shared.follow import follow
+
+    tty = sys.stdout.isatty()
+    status = "queued"
+    last_line, last_print = "", 0.0
+    final: dict[str, Any] = {}
+    for update in follow(cli.service, cli.live, job_id):
+        if update.job is not None:
+            status = update.job["status"]
+            final = update.job
+            line = progress_line(update.job.get("progress"), status)
+        elif update.progress is not None:
+            line = progress_line(update.progress, status)
+        else:
+            continue
+        now = time.monotonic()
+        if tty:
+            click.echo("\r" + line.ljust(len(last_line)), nl=False)
+        elif line != last_line and (now - last_print >= 2.0 or update.kind != "progress"):
+            click.echo(line)
+            last_print = now
+        last_line = line
+    if tty:
+        click.echo()
+    error = final.get("error")
+    if error:
+        click.echo(f"{error['code']}: {error['message']}", err=True)
+    return final
+
+
+@jobs.command("watch")
+@click.argument("job_id")
+@pass_cli
+def jobs_watch(cli: Cli, job_id: str) -> None:
+    """A live progress bar until the job ends (exit 1 unless it succeeded)."""
+    final = _watch(cli, job_id)
+    sys.exit(0 if final.get("status") == "succeeded" else 1)
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@pass_cli
+def jobs_cancel(cli: Cli, job_id: str) -> None:
+    """Cancel a job."""
+    job = cli.service.cancel(job_id)
+    click.echo(f"{job.id} {job.status}")
+
+
+@jobs.command("retry")
+@click.argument("job_id", required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Every failed job matching the filters.")
+@click.option("--type", "type_")
+@click.option("--account")
+@click.option("--error-code")
+@click.option("--since", type=click.DateTime(), help="Created at or after (UTC).")
+@click.option("--until", type=click.DateTime(), help="Created before (UTC).")
+@pass_cli
+def jobs_retry(
+    cli: Cli,
+    *,
+    job_id: str | None,
+    all_failed: bool,
+    type_: str | None,
+    account: str | None,
+    error_code: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> None:
+    """Restart one failed or cancelled job, or (--failed) all failed jobs that match."""
+    if job_id and all_failed:
+        _fail("give a job id or --failed, not both", 2)
+    if job_id:
+        job = cli.service.retry(job_id, by="ops:cli")
+        click.echo(f"{job.id} queued (attempt {job.attempt})")
+        return
+    if not all_failed:
+        _fail("give a job id, or --failed with optional filters", 2)
+    where = _filter(
+        cli,
+        status=("failed",),
+        type_=type_,
+        account=account,
+        error_code=error_code,
+        since=since,
+        until=until,
+    )
+    restarted = cli.service.retry_matching(where, by="ops:cli")
+    for job in restarted:
+        click.echo(f"{job.id} queued (attempt {job.attempt})")
+    click.echo(f"restarted {len(restarted)} job(s)")
+
+
+# --- exports and imports -------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("account")
+@click.option("--out", type=click.Path(path_type=Path), help="Copy the zip here when done.")
+@click.option("--from", "start", help="Range start, ISO 8601.")
+@click.option("--to", "end", help="Range end (exclusive), ISO 8601.")
+@click.option("--incremental", is_flag=True, help="Only what changed since the last export.")
+@click.option("--compress", type=click.Choice(["samples", "all", "none"]), default="samples")
+@click.option("--no-wait", is_flag=True, help="Queue the export and print its id.")
+@pass_cli
+def export(
+    cli: Cli,
+    *,
+    account: str,
+    out: Path | None,
+    start: str | None,
+    end: str | None,
+    incremental: bool,
+    compress: str,
+    no_wait: bool,
+) -> None:
+    """Export ACCOUNT's timeline as an archive; watch it and optionally save the zip."""
+    from shared.accounts import get_account
+
+    found = get_account(cli.engine, account)
+    body: dict[str, Any] = {"type": "archive", "compress": compress}
+    if start:
+        body["from"] = start
+    if end:
+        body["to"] = end
+    if incremental:
+        body["incremental"] = True
+    job, _ = cli.service.submit_export(found.id, body)
+    click.echo(f"export {job.id} queued")
+    if no_wait:
+        return
+    final = _watch(cli, job.id)
+    if final.get("status") != "succeeded":
+        sys.exit(1)
+    download = cli.service.download(job.id)
+    if out is not None:
+        target = out / download.name if out.is_dir() else out
+        shutil.copyfile(download.path, target)
+        click.echo(f"saved {target} ({download.size:,} bytes)")
+    else:
+        click.echo(f"ready: {download.path} ({download.size:,} bytes)")

@@ -1,0 +1,108 @@
+"""How the CLI shows jobs: tables, details and a live progress bar."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.jobstore import Job, JobEvent
+from shared.timefmt import format_iso
+
+BAR_WIDTH = 30
+
+
+def short_time(value: Any) -> str:
+    """A compact UTC time for tables."""
+    if value is None:
+        return "-"
+    return format_iso(value).replace("T", " ")[:19]
+
+
+def progress_line(progress: dict[str, Any] | None, status: str) -> str:
+    """One line: bar, percent, phase, rows and ETA."""
+    if not progress:
+        return f"[{' ' * BAR_WIDTH}]   0.0%  {status}"
+    overall = float(progress.get("overall") or 0.0)
+    filled = round(overall * BAR_WIDTH)
+    bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+    parts = [
+        f"[{bar}] {overall * 100:5.1f}%",
+        f"{progress['phase']} {progress['phase_index']}/{progress['phase_count']}",
+    ]
+    if progress.get("rows_total"):
+        parts.append(f"{progress['rows_done']:,}/{progress['rows_total']:,} rows")
+    eta = progress.get("eta_seconds")
+    if eta is not None and status == "running":
+        parts.append(f"ETA {_duration(float(eta))}")
+    parts.append(status)
+    return "  ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def jobs_table(jobs: list[Job], accounts: dict[str, str]) -> str:
+    """A fixed-width table of jobs."""
+    headers = ("ID", "TYPE", "STATUS", "ATT", "ACCOUNT", "CREATED", "PROGRESS", "ERROR")
+    rows = []
+    for job in jobs:
+        overall = (job.progress or {}).get("overall")
+        rows.append(
+            (
+                job.id,
+                job.type,
+                job.status,
+                str(job.attempt),
+                accounts.get(job.account_id, job.account_id[:8]),
+                short_time(job.created_at),
+                "-" if overall is None else f"{float(overall) * 100:.0f}%",
+                (job.error or {}).get("code", ""),
+            )
+        )
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def job_details(view: dict[str, Any], history: list[JobEvent], account: str) -> str:
+    """Everything about one job, with its error and attempt history."""
+    lines = [
+        f"id:        {view['id']}",
+        f"type:      {view['type']}",
+        f"account:   {account}",
+        f"status:    {view['status']}",
+        f"attempt:   {view['attempt']}",
+        f"created:   {view['created_at']}",
+        f"started:   {view['started_at'] or '-'}",
+        f"finished:  {view['finished_at'] or '-'}",
+        f"params:    {view['params']}",
+        f"progress:  {progress_line(view['progress'], view['status'])}",
+    ]
+    error = view.get("error")
+    if error:
+        lines.append(
+            f"error:     {error['code']}: {error['message']}"
+            f" (retryable: {str(error.get('retryable', False)).lower()})"
+        )
+    result = view.get("result")
+    if result:
+        lines.append("result:")
+        lines.extend(f"  {key}: {value}" for key, value in result.items())
+    lines.append("history:")
+    for event in history:
+        detail = ""
+        if event.detail:
+            detail = "  " + ", ".join(f"{k}={v}" for k, v in event.detail.items() if k != "kept")
+        lines.append(f"  {short_time(event.at)}  attempt {event.attempt}  {event.kind}{detail}")
+    return "\n".join(lines)

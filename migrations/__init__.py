@@ -1,0 +1,1 @@
+"""Alembic migrations of Ferry's schema (run by `ferry db upgrade`)."""

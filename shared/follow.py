@@ -1,0 +1,64 @@
+"""Following one job until it ends: what the SSE stream and `ferry jobs watch` show.
+
+Subscribes before reading the snapshot, so no event falls between them. When Redis is
+quiet (or was emptied), the job row is re-read every `quiet` seconds, so a status change
+still arrives and the stream still ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from shared.live import LiveStore, Subscription
+from shared.service import JobService
+
+QUIET_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One thing to show: `snapshot`, `progress`, `status`, `quiet` or `end`."""
+
+    kind: str
+    job: dict[str, Any] | None = None
+    progress: dict[str, Any] | None = None
+
+
+def follow(
+    service: JobService, live: LiveStore, job_id: str, *, quiet: float = QUIET_SECONDS
+) -> Iterator[Update]:
+    """Updates of `job_id`: a snapshot first, then changes, and `end` at a terminal status."""
+    subscription: Subscription | None
+    try:
+        subscription = live.subscribe(job_id)
+    except Exception:
+        subscription = None  # Redis down: fall back to reading the row
+    try:
+        job = service.get(job_id)
+        yield Update("snapshot", job=service.view(job))
+        last_status = job.status
+        while not job.terminal:
+            event = None
+            if subscription is not None:
+                try:
+                    event = subscription.next_event(quiet)
+                except Exception:
+                    subscription = None
+            else:
+                time.sleep(quiet)
+            if event is not None and event.get("type") == "progress":
+                yield Update("progress", progress=event["progress"])
+                continue
+            job = service.get(job_id)
+            if job.status != last_status or event is not None:
+                last_status = job.status
+                yield Update("status", job=service.view(job))
+            else:
+                yield Update("quiet")
+        yield Update("end", job=service.view(job))
+    finally:
+        if subscription is not None:
+            subscription.close()

@@ -1,0 +1,97 @@
+"""Job parameters: parsed from request bodies, stored on the job, read back by pipelines.
+
+Every refusal names the field (`details.field`), so a client can point at it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared.errors import BadRequest, ValidationFailed
+from shared.timefmt import format_iso, parse_iso
+
+COMPRESS_CHOICES = ("samples", "all", "none")
+
+
+def _refuse(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"{field}: {message}", details={"field": field})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportArchiveParams:
+    """What an archive export selects and how it writes it."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    incremental: bool = False
+    compress: str = "samples"
+
+    def gzip(self, folder: str) -> bool:
+        """Whether files of `folder` (places, items, samples) are gzipped."""
+        if self.compress == "all":
+            return True
+        if self.compress == "none":
+            return False
+        return folder == "samples"
+
+    def to_json(self) -> dict[str, Any]:
+        """The form stored in `jobs.params`."""
+        out: dict[str, Any] = {"incremental": self.incremental, "compress": self.compress}
+        if self.start is not None:
+            out["from"] = format_iso(self.start)
+        if self.end is not None:
+            out["to"] = format_iso(self.end)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExportArchiveParams:
+        """Read back the stored form."""
+        return cls(
+            start=parse_iso(data["from"]) if data.get("from") else None,
+            end=parse_iso(data["to"]) if data.get("to") else None,
+            incremental=bool(data.get("incremental", False)),
+            compress=data.get("compress", "samples"),
+        )
+
+
+def parse_export_request(body: Any) -> tuple[str, dict[str, Any]]:
+    """Validate a `POST /exports` body; returns the job type and its stored params."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object", details={"field": "body"})
+    kind = body.get("type")
+    if kind is None:
+        raise _refuse("type", "is required")
+    if kind != "archive":
+        raise _refuse("type", "must be 'archive'")
+    allowed = {"type", "from", "to", "incremental", "compress"}
+    for key in body:
+        if key not in allowed:
+            raise _refuse(key, "is not a known field")
+    start = _optional_date(body, "from")
+    end = _optional_date(body, "to")
+    if start is not None and end is not None and end <= start:
+        raise _refuse("to", "must be after 'from'")
+    incremental = body.get("incremental", False)
+    if not isinstance(incremental, bool):
+        raise _refuse("incremental", "must be true or false")
+    if incremental and (start is not None or end is not None):
+        raise _refuse("incremental", "cannot be combined with 'from' or 'to'")
+    compress = body.get("compress", "samples")
+    if compress not in COMPRESS_CHOICES:
+        raise _refuse("compress", f"must be one of {', '.join(COMPRESS_CHOICES)}")
+    params = ExportArchiveParams(start=start, end=end, incremental=incremental, compress=compress)
+    return "export.archive", params.to_json()
+
+
+def _optional_date(body: dict[str, Any], field: str) -> datetime | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _refuse(field, "must be an ISO 8601 date string")
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise _refuse(field, "must be an ISO 8601 date, like 2024-01-31T00:00:00Z") from None

@@ -1,0 +1,255 @@
+"""Running one delivery of a job: claim, watch, run the pipeline, and end it properly.
+
+This is the lifecycle every job type shares, written once: the Celery task only calls
+`JobRunner.run(job_id)`. Errors are translated here, in one place: retryable ones go
+back to the queue with backoff until FERRY_MAX_ATTEMPTS, others fail at once; a failed
+or cancelled job's partial output is removed before its status says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import psycopg
+import redis
+import sqlalchemy.exc
+from sqlalchemy import Engine
+
+from shared.attempt import JobContext, Watcher
+from shared.errors import (
+    DatabaseError,
+    FerryError,
+    JobCancelled,
+    LeaseLost,
+    StorageError,
+)
+from shared.jobstate import Status, backoff_seconds
+from shared.jobstore import Job, JobStore
+from shared.live import LiveStore
+from shared.pipeline import AwaitConfirmation, Pipeline, Succeeded
+from shared.pipelines import PIPELINES, discard_job
+from shared.progress import ProgressTracker
+from shared.publisher import Publisher
+from shared.settings import Settings
+from shared.storage import LocalStorage
+
+log = logging.getLogger(__name__)
+
+# A retry message is published this much after the job's not_before, so the claim never
+# finds it early because of clock skew between the worker and the database.
+RETRY_SLACK_SECONDS = 0.5
+
+
+def worker_name() -> str:
+    """host:pid of this process, recorded on the jobs it claims."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def classify(exc: BaseException) -> FerryError:
+    """The Ferry error an exception stands for (retryable or not)."""
+    if isinstance(exc, FerryError):
+        return exc
+    if isinstance(
+        exc,
+        psycopg.OperationalError
+        | sqlalchemy.exc.OperationalError
+        | sqlalchemy.exc.InterfaceError
+        | redis.ConnectionError
+        | redis.TimeoutError,
+    ):
+        return DatabaseError(f"a service could not be reached: {exc}".strip())
+    if isinstance(exc, OSError):
+        return StorageError(f"storage failed: {exc}")
+    return FerryError(f"unexpected {type(exc).__name__}: {exc}")
+
+
+class JobRunner:
+    """Runs job deliveries in a worker process."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: Engine,
+        live: LiveStore,
+        storage: LocalStorage,
+        publisher: Publisher,
+        pipelines: Mapping[str, Pipeline] = PIPELINES,
+        name: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = JobStore(engine)
+        self.live = live
+        self.storage = storage
+        self.publisher = publisher
+        self.pipelines = pipelines
+        self.name = name or worker_name()
+        self.clock = clock
+
+    def run(self, job_id: str) -> str | None:
+        """Run one delivery of `job_id`; returns the status it left, None if not claimed."""
+        try:
+            job = self.store.claim(job_id, worker=self.name)
+        except Exception:
+            # The row stays queued; the sweeper re-publishes it once the database is back.
+            log.exception("job %s: could not be claimed", job_id)
+            return None
+        if job is None:
+            log.info("job %s: not claimable (held, waiting, or finished); delivery ignored", job_id)
+            return None
+        log.info("job %s: attempt %s of %s started", job.id, job.attempt, job.type)
+        self._announce(job, Status.RUNNING)
+        pipeline = self.pipelines.get(job.type)
+        if pipeline is None:
+            return self._fail(job, FerryError(f"no pipeline for job type {job.type!r}"))
+        watcher = Watcher(
+            store=self.store,
+            live=self.live,
+            job_id=job.id,
+            attempt=job.attempt,
+            heartbeat_seconds=self.settings.heartbeat_seconds,
+        )
+        ctx = JobContext(
+            job=job,
+            settings=self.settings,
+            engine=self.engine,
+            store=self.store,
+            live=self.live,
+            storage=self.storage,
+            tracker=ProgressTracker(pipeline.phases, started=self.clock()),
+            watcher=watcher,
+            clock=self.clock,
+        )
+        watcher.start()
+        try:
+            return self._run(ctx, pipeline)
+        finally:
+            watcher.stop()
+
+    def _run(self, ctx: JobContext, pipeline: Pipeline) -> str | None:
+        job = ctx.job
+        try:
+            ctx.report(force=True)
+            outcome = pipeline.run(ctx)
+            ctx.check()
+        except JobCancelled:
+            return self._cancel(job)
+        except LeaseLost:
+            log.warning(
+                "job %s: attempt %s lost its lease; stopping without writing", job.id, job.attempt
+            )
+            return None
+        except Exception as exc:
+            if ctx.watcher.lost.is_set():
+                log.warning("job %s: attempt %s lost its lease (%s)", job.id, job.attempt, exc)
+                return None
+            if ctx.cancel_requested:
+                return self._cancel(job)
+            error = classify(exc)
+            if error.code == "internal":
+                log.exception("job %s: attempt %s failed", job.id, job.attempt)
+            else:
+                log.warning("job %s: attempt %s failed: %s", job.id, job.attempt, error.message)
+            self._save_progress(ctx)
+            return self._fail(job, error)
+        if isinstance(outcome, AwaitConfirmation):
+            self._save_progress(ctx)
+            done = self.store.await_confirmation(job.id, job.attempt, preview=outcome.preview)
+            self._announce(done, Status.AWAITING_CONFIRMATION)
+            return done.status
+        return self._succeed(ctx, outcome)
+
+    def _succeed(self, ctx: JobContext, outcome: Succeeded) -> str | None:
+        job = ctx.job
+        ctx.tracker.succeed()
+        final = ctx.snapshot()
+        try:
+            done = self.store.succeed(job.id, job.attempt, result=outcome.result, progress=final)
+        except LeaseLost:
+            current = self.store.get(job.id)
+            if current.status == Status.CANCELLING and current.attempt == job.attempt:
+                # The cancel came after the last check: it wins, and the output goes.
+                return self._cancel(job)
+            log.warning("job %s: finished work but no longer owns the job", job.id)
+            return None
+        self._put_progress(job.id, final)
+        self._announce(done, Status.SUCCEEDED)
+        log.info("job %s: succeeded on attempt %s", job.id, job.attempt)
+        return done.status
+
+    def _cancel(self, job: Job) -> str | None:
+        """Remove everything the job wrote, then say `cancelled`."""
+        discard_job(job, settings=self.settings, storage=self.storage)
+        try:
+            done = self.store.mark_cancelled(job.id, job.attempt)
+        except LeaseLost:
+            log.warning("job %s: cancelled, but the attempt no longer owns the job", job.id)
+            return None
+        self._clear_flag(job.id)
+        self._announce(done, Status.CANCELLED)
+        log.info("job %s: cancelled on attempt %s, output removed", job.id, job.attempt)
+        return done.status
+
+    def _fail(self, job: Job, error: FerryError) -> str | None:
+        """Retry a retryable error with backoff, or fail for good and clean up."""
+        try:
+            if error.retryable and job.attempt < self.settings.max_attempts:
+                delay = backoff_seconds(job.attempt, base=self.settings.retry_base_seconds)
+                done = self.store.retry_later(
+                    job.id, job.attempt, error=error.as_dict(), delay_seconds=delay
+                )
+                self._publish(job.id, countdown=delay + RETRY_SLACK_SECONDS)
+                self._announce(done, Status.QUEUED)
+                log.info("job %s: retrying as attempt %s in %.1fs", job.id, done.attempt, delay)
+                return done.status
+            discard_job(job, settings=self.settings, storage=self.storage)
+            done = self.store.fail(job.id, job.attempt, error=error.as_dict())
+        except LeaseLost:
+            log.warning("job %s: failure not recorded, the attempt no longer owns the job", job.id)
+            return None
+        except Exception:
+            # Recording failed (database down): the lease runs out and the sweeper decides.
+            log.exception("job %s: could not record the failure", job.id)
+            return None
+        self._announce(done, Status.FAILED)
+        return done.status
+
+    # --- best-effort side channels ----------------------------------------------------------
+
+    def _save_progress(self, ctx: JobContext) -> None:
+        try:
+            ctx.report(force=True)
+        except Exception:
+            log.debug("job %s: last progress not saved", ctx.job.id)
+
+    def _put_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        try:
+            self.live.put_progress(job_id, progress)
+        except Exception:
+            log.debug("job %s: final progress not sent to Redis", job_id)
+
+    def _announce(self, job: Job, status: str) -> None:
+        try:
+            self.live.announce(job.id, {"type": "status", "status": status, "attempt": job.attempt})
+        except Exception:
+            log.debug("job %s: status event not sent (Redis unreachable)", job.id)
+
+    def _clear_flag(self, job_id: str) -> None:
+        try:
+            self.live.clear_cancel(job_id)
+        except Exception:
+            log.debug("job %s: cancel flag not cleared", job_id)
+
+    def _publish(self, job_id: str, *, countdown: float | None = None) -> None:
+        try:
+            self.publisher.publish(job_id, countdown=countdown)
+        except Exception:
+            # The row is queued; the sweeper re-publishes it.
+            log.warning("job %s: publish failed; the sweeper will re-publish it", job_id)

@@ -1,0 +1,220 @@
+"""Tables (SQLAlchemy Core). Data tables are built from the field tables in `records`.
+
+This metadata is what the migrations must produce; a test compares the two. Production
+code never calls `create_all`: schema changes go through `migrations/`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.types import TypeEngine
+
+from shared.records import (
+    ITEM_BASE_FIELDS,
+    PLACE_FIELDS,
+    SAMPLE_FIELDS,
+    TRIP_FIELDS,
+    VISIT_FIELDS,
+    Field,
+    Kind,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "pk": "%(table_name)s_pkey",
+        "uq": "%(table_name)s_%(column_0_N_name)s_key",
+        "ck": "%(table_name)s_%(constraint_name)s_check",
+        "fk": "%(table_name)s_%(column_0_N_name)s_fkey",
+        "ix": "%(table_name)s_%(column_0_N_name)s_idx",
+    }
+)
+
+_TYPES: dict[Kind, TypeEngine[Any]] = {
+    Kind.UUID: UUID(as_uuid=False),
+    Kind.TEXT: Text(),
+    Kind.INT: Integer(),
+    Kind.SMALLINT: SmallInteger(),
+    Kind.FLOAT: Double(),
+    Kind.BOOL: Boolean(),
+    Kind.DATE: DateTime(timezone=True),
+}
+
+
+def _tz() -> DateTime:
+    return DateTime(timezone=True)
+
+
+def _columns(fields: tuple[Field, ...]) -> list[Column[object]]:
+    """Columns of a record kind, except `id` (part of the primary key, declared apart)."""
+    return [
+        Column(f.column, _TYPES[f.kind], nullable=not f.required)
+        for f in fields
+        if f.column != "id"
+    ]
+
+
+def _account_id(*, references: bool = True) -> Column[str]:
+    if not references:
+        return Column("account_id", UUID(as_uuid=False), primary_key=True)
+    return Column(
+        "account_id",
+        UUID(as_uuid=False),
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("created_at", _tz(), nullable=False, server_default=text("now()")),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    _account_id(),
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("role", Text, nullable=False),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", _tz(), nullable=False, server_default=text("now()")),
+    Column("last_used_at", _tz()),
+    CheckConstraint("role IN ('user', 'ops')", name="role"),
+)
+
+places = Table(
+    "places",
+    metadata,
+    _account_id(),
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    *_columns(PLACE_FIELDS),
+    CheckConstraint("name <> ''", name="name_not_empty"),
+    CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude"),
+    CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude"),
+)
+
+timeline_items = Table(
+    "timeline_items",
+    metadata,
+    _account_id(),
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    *_columns(ITEM_BASE_FIELDS + VISIT_FIELDS + TRIP_FIELDS),
+    CheckConstraint("end_date >= start_date", name="end_after_start"),
+    CheckConstraint("previous_item_id <> id", name="previous_not_self"),
+    CheckConstraint("next_item_id <> id", name="next_not_self"),
+    CheckConstraint("previous_item_id <> next_item_id", name="previous_not_next"),
+    CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude"),
+    CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude"),
+    ForeignKeyConstraint(
+        ["account_id", "previous_item_id"],
+        ["timeline_items.account_id", "timeline_items.id"],
+        name="timeline_items_previous_item_fkey",
+    ),
+    ForeignKeyConstraint(
+        ["account_id", "next_item_id"],
+        ["timeline_items.account_id", "timeline_items.id"],
+        name="timeline_items_next_item_fkey",
+    ),
+    ForeignKeyConstraint(
+        ["account_id", "place_id"],
+        ["places.account_id", "places.id"],
+        name="timeline_items_place_fkey",
+    ),
+    Index("timeline_items_account_start_idx", "account_id", "start_date"),
+)
+
+# samples has no foreign keys: each one's per-row check costs more than the row itself
+# (COPY of 1 M rows: 11.8 s with no foreign key, 19.2 s with the one to accounts, 23.7 s
+# with both). The import and the seed, Ferry's only writers of samples, resolve both
+# references themselves (the import nulls a missing item with a warning). docs/design.md.
+samples = Table(
+    "samples",
+    metadata,
+    _account_id(references=False),
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    *_columns(SAMPLE_FIELDS),
+    CheckConstraint("moving_state BETWEEN -1 AND 1", name="moving_state"),
+    CheckConstraint("recording_state BETWEEN 0 AND 5", name="recording_state"),
+    CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude"),
+    CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude"),
+    Index("samples_account_date_idx", "account_id", "date"),
+    Index("samples_account_item_idx", "account_id", "timeline_item_id"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    _account_id(),
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("type", Text, nullable=False),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("status", Text, nullable=False),
+    Column("attempt", Integer, nullable=False, server_default=text("1")),
+    Column("idempotency_key", Text),
+    Column("created_at", _tz(), nullable=False, server_default=text("now()")),
+    # Every write moves this; the sweeper ages unconfirmed imports by it.
+    Column("updated_at", _tz(), nullable=False, server_default=text("now()")),
+    # When the job was last put on the queue; the sweeper re-publishes stale ones.
+    Column("queued_at", _tz()),
+    # A retry with backoff is not claimed before this.
+    Column("not_before", _tz()),
+    Column("started_at", _tz()),
+    Column("heartbeat_at", _tz()),
+    Column("finished_at", _tz()),
+    Column("cancel_requested_at", _tz()),
+    Column("worker", Text),
+    Column("progress", JSONB),
+    Column("checkpoint", JSONB),
+    Column("error", JSONB),
+    Column("result", JSONB),
+    Column("preview", JSONB),
+    UniqueConstraint("id", name="jobs_id_key"),
+    UniqueConstraint("account_id", "idempotency_key", name="jobs_idempotency_key"),
+    CheckConstraint(
+        "status IN ('queued', 'running', 'awaiting_confirmation', 'cancelling',"
+        " 'cancelled', 'failed', 'succeeded')",
+        name="status",
+    ),
+    Index("jobs_account_created_idx", "account_id", "created_at"),
+    Index("jobs_status_idx", "status"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column(
+        "job_id", UUID(as_uuid=False), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("attempt", Integer, nullable=False),
+    Column("at", _tz(), nullable=False, server_default=text("now()")),
+    Column("kind", Text, nullable=False),
+    Column("detail", JSONB),
+    Index("job_events_job_idx", "job_id", "id"),
+)
+
+DATA_TABLES = (places, timeline_items, samples)

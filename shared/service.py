@@ -1,0 +1,201 @@
+"""What users and operators can ask of Ferry, whichever door they come through.
+
+The web API and the CLI parse input, call these, and turn the answers (or the
+FerryErrors raised here) into responses. Each call writes the job row first, then
+touches Redis and the queue, so a job never exists only in Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from shared.errors import Conflict, Gone, NotFound
+from shared.jobstate import Status
+from shared.jobstore import Job, JobEvent, JobFilter, JobStore
+from shared.live import LiveStore
+from shared.params import parse_export_request
+from shared.pipelines import discard_job
+from shared.publisher import Publisher
+from shared.settings import Settings
+from shared.storage import LocalStorage
+from shared.timefmt import format_iso, parse_iso, utcnow
+
+log = logging.getLogger(__name__)
+
+# Fields of `result` that are Ferry's own bookkeeping, not part of the API.
+_PRIVATE_RESULT = frozenset({"key", "session_start"})
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """A finished export's file."""
+
+    path: Path
+    name: str
+    size: int
+
+
+class JobService:
+    """Submitting, watching, cancelling and restarting jobs."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: Engine,
+        live: LiveStore,
+        storage: LocalStorage,
+        publisher: Publisher,
+    ) -> None:
+        self.settings = settings
+        self.store = JobStore(engine)
+        self.live = live
+        self.storage = storage
+        self.publisher = publisher
+
+    # --- submitting -------------------------------------------------------------------
+
+    def submit_export(
+        self, account_id: str, body: Any, *, idempotency_key: str | None = None
+    ) -> tuple[Job, bool]:
+        """Validate an export request, record the job, then publish it."""
+        job_type, params = parse_export_request(body)
+        job, created = self.store.create(
+            account_id=account_id, type=job_type, params=params, idempotency_key=idempotency_key
+        )
+        if not created and job.params != params:
+            raise Conflict(
+                "this Idempotency-Key was used for a different request",
+                details={"field": "Idempotency-Key", "job_id": job.id},
+            )
+        if created:
+            self._publish(job.id)
+        return job, created
+
+    # --- reading ----------------------------------------------------------------------
+
+    def get(self, job_id: str, *, account_id: str | None = None) -> Job:
+        """One job (of `account_id` when given)."""
+        return self.store.get(job_id, account_id=account_id)
+
+    def page(
+        self, where: JobFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        """A page of jobs, newest first."""
+        return self.store.page(where, limit=limit, cursor=cursor)
+
+    def history(self, job_id: str) -> list[JobEvent]:
+        """The job's history, oldest first."""
+        return self.store.history(job_id)
+
+    def progress(self, job: Job) -> dict[str, Any] | None:
+        """The freshest progress: live from Redis while running, else the stored snapshot."""
+        stored = job.progress
+        if job.terminal or job.status == Status.AWAITING_CONFIRMATION:
+            return stored
+        try:
+            live = self.live.get_progress(job.id)
+        except Exception:
+            return stored
+        if live is None:
+            return stored
+        if stored is None or parse_iso(live["updated_at"]) >= parse_iso(stored["updated_at"]):
+            return live
+        return stored
+
+    def view(self, job: Job) -> dict[str, Any]:
+        """The API's Job object (SPEC 9)."""
+        result = None
+        if job.result is not None:
+            result = {k: v for k, v in job.result.items() if k not in _PRIVATE_RESULT}
+        return {
+            "id": job.id,
+            "type": job.type,
+            "status": job.status,
+            "params": job.params,
+            "attempt": job.attempt,
+            "created_at": format_iso(job.created_at),
+            "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at),
+            "progress": self.progress(job),
+            "error": job.error,
+            "result": result,
+            "preview": job.preview,
+        }
+
+    def download(self, job_id: str, *, account_id: str | None = None) -> Download:
+        """The file of a succeeded export: Conflict while not ready, Gone after retention."""
+        job = self.store.get(job_id, account_id=account_id)
+        if not job.type.startswith("export."):
+            raise NotFound("this job has nothing to download")
+        if job.status != Status.SUCCEEDED or not job.result:
+            raise Conflict(f"job is {job.status}; the download is ready when it succeeds")
+        if job.result.get("expired_at") or parse_iso(job.result["expires_at"]) <= utcnow():
+            raise Gone("the download has expired; run the export again")
+        path = self.storage.path(job.result["key"])
+        if not path.is_file():
+            raise Gone("the download is no longer stored; run the export again")
+        return Download(path=path, name=job.result["name"], size=path.stat().st_size)
+
+    # --- changing -----------------------------------------------------------------------
+
+    def cancel(self, job_id: str, *, account_id: str | None = None) -> Job:
+        """Cancel a job (SPEC 7); Conflict when it already ended."""
+        job = self.store.request_cancel(job_id, account_id=account_id)
+        if job.status == Status.CANCELLED:
+            # Nothing was running: whatever it left (an upload, staging data) goes now.
+            discard_job(job, settings=self.settings, storage=self.storage)
+        else:
+            try:
+                self.live.request_cancel(job.id)
+            except Exception:
+                # The worker reads the jobs row at every heartbeat, so the cancel still lands.
+                log.warning("job %s: cancel flag not set in Redis; the row carries it", job.id)
+        self._announce(job)
+        return job
+
+    def retry(self, job_id: str, *, account_id: str | None = None, by: str = "user") -> Job:
+        """Restart a failed or cancelled job: same id, attempt + 1, queued."""
+        job = self.store.restart(job_id, account_id=account_id, by=by)
+        self._after_restart(job)
+        return job
+
+    def retry_matching(self, where: JobFilter, *, by: str = "ops") -> list[Job]:
+        """Restart every failed or cancelled job matching `where`."""
+        jobs = self.store.restart_matching(where, by=by)
+        for job in jobs:
+            self._after_restart(job)
+        return jobs
+
+    def _after_restart(self, job: Job) -> None:
+        # A restarted job starts clean: no flag from its cancel, no files from before.
+        try:
+            self.live.clear_cancel(job.id)
+        except Exception:
+            log.warning("job %s: old cancel flag not cleared in Redis", job.id)
+        self._publish(job.id)
+        self._announce(job)
+
+    def _publish(self, job_id: str) -> None:
+        try:
+            self.publisher.publish(job_id)
+        except Exception:
+            # The job is committed as queued; the sweeper re-publishes it.
+            log.warning("job %s: not published now; the sweeper will publish it", job_id)
+
+    def _announce(self, job: Job) -> None:
+        try:
+            self.live.announce(
+                job.id, {"type": "status", "status": job.status, "attempt": job.attempt}
+            )
+        except Exception:
+            log.debug("job %s: status event not sent", job.id)
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else format_iso(value)

@@ -1,0 +1,160 @@
+"""Where export output, uploads and work folders live: a local folder (`STORAGE_URL`).
+
+Layout under the root:
+  work/{job_id}/{attempt}/   an attempt's scratch space (only that attempt writes there)
+  exports/{job_id}/{name}    a finished export, moved in whole by one rename
+  uploads/{job_id}/upload    an import's uploaded file
+
+Work folders and `exports/` share one file system, so publishing is an atomic rename and
+a reader never sees a half-written download. Storage has no in-memory twin: tests use a
+real temporary folder, which is as fast as a fake and cannot drift from it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from shared.errors import StorageError
+
+WORK = "work"
+EXPORTS = "exports"
+UPLOADS = "uploads"
+UPLOAD_NAME = "upload"
+
+
+class UploadTooLarge(Exception):
+    """Raised when an upload passes the size limit (nothing is kept)."""
+
+
+@contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Turn an OSError into a retryable StorageError that says what was being done."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(f"storage failed while {what}: {exc.strerror or exc}") from exc
+
+
+class LocalStorage:
+    """Storage in a local folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # --- work folders -------------------------------------------------------------------
+
+    def work_dir(self, job_id: str, attempt: int) -> Path:
+        """The attempt's work folder, created empty if missing."""
+        path = self.root / WORK / job_id / str(attempt)
+        with storage_errors("creating a work folder"):
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def work_dirs(self, job_id: str) -> dict[int, Path]:
+        """Existing work folders of a job, by attempt."""
+        base = self.root / WORK / job_id
+        found: dict[int, Path] = {}
+        with storage_errors("listing work folders"):
+            if base.is_dir():
+                for child in base.iterdir():
+                    if child.is_dir() and child.name.isdigit():
+                        found[int(child.name)] = child
+        return found
+
+    def remove_work(self, job_id: str, *, except_attempt: int | None = None) -> None:
+        """Remove a job's work folders (all, or all but one attempt's)."""
+        base = self.root / WORK / job_id
+        with storage_errors("removing a work folder"):
+            if except_attempt is None:
+                if base.exists():
+                    shutil.rmtree(base)
+                return
+            for attempt, path in self.work_dirs(job_id).items():
+                if attempt != except_attempt:
+                    shutil.rmtree(path)
+
+    def work_job_ids(self) -> list[str]:
+        """Jobs that have a work folder."""
+        return self._children(WORK)
+
+    # --- published exports --------------------------------------------------------------
+
+    def publish(self, job_id: str, source: Path, name: str) -> str:
+        """Move a finished file into `exports/` in one rename; returns its key."""
+        target_dir = self.root / EXPORTS / job_id
+        with storage_errors("publishing the export"):
+            target_dir.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target_dir / name)
+        return f"{EXPORTS}/{job_id}/{name}"
+
+    def path(self, key: str) -> Path:
+        """The file behind a key, refusing keys that leave the root."""
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise StorageError(f"key {key!r} is outside storage")
+        return path
+
+    def remove_output(self, job_id: str) -> None:
+        """Remove a job's published output."""
+        with storage_errors("removing an export"):
+            shutil.rmtree(self.root / EXPORTS / job_id, ignore_errors=True)
+
+    def output_job_ids(self) -> list[str]:
+        """Jobs that have published output."""
+        return self._children(EXPORTS)
+
+    # --- uploads ------------------------------------------------------------------------
+
+    def upload_path(self, job_id: str) -> Path:
+        """Where a job's upload is kept."""
+        return self.root / UPLOADS / job_id / UPLOAD_NAME
+
+    def save_upload(self, job_id: str, stream: BinaryIO, *, limit: int) -> int:
+        """Store an upload in full or not at all; UploadTooLarge past `limit` bytes."""
+        target = self.upload_path(job_id)
+        partial = target.with_name(UPLOAD_NAME + ".part")
+        written = 0
+        with storage_errors("storing the upload"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with partial.open("wb") as out:
+                    while chunk := stream.read(1024 * 1024):
+                        written += len(chunk)
+                        if written > limit:
+                            raise UploadTooLarge(f"upload is larger than {limit} bytes")
+                        out.write(chunk)
+                os.replace(partial, target)
+            except BaseException:
+                shutil.rmtree(target.parent, ignore_errors=True)
+                raise
+        return written
+
+    def remove_upload(self, job_id: str) -> None:
+        """Remove a job's upload."""
+        with storage_errors("removing an upload"):
+            shutil.rmtree(self.root / UPLOADS / job_id, ignore_errors=True)
+
+    def upload_job_ids(self) -> list[str]:
+        """Jobs that have an upload."""
+        return self._children(UPLOADS)
+
+    # --- the whole of a job ---------------------------------------------------------------
+
+    def remove_job(self, job_id: str, *, keep_output: bool = False) -> None:
+        """Remove everything a job left: work folders, upload, and (unless kept) output."""
+        self.remove_work(job_id)
+        self.remove_upload(job_id)
+        if not keep_output:
+            self.remove_output(job_id)
+
+    def _children(self, area: str) -> list[str]:
+        base = self.root / area
+        with storage_errors(f"listing {area}"):
+            if not base.is_dir():
+                return []
+            return sorted(child.name for child in base.iterdir())

@@ -1,0 +1,171 @@
+"""The sweeper (SPEC 8): recovers interrupted attempts and lost messages, removes leftovers.
+
+`ferry scheduler` runs it every FERRY_SWEEP_SECONDS. Every change it makes is a
+conditional statement, so two sweepers (or a sweeper racing a worker) cannot both act
+on one job; running it twice in a row does nothing the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from shared.errors import Interrupted
+from shared.jobstate import Status
+from shared.jobstore import Job, JobStore
+from shared.live import LiveStore
+from shared.pipelines import discard_job
+from shared.publisher import Publisher
+from shared.settings import Settings
+from shared.storage import LocalStorage
+from shared.timefmt import format_iso, utcnow
+
+log = logging.getLogger(__name__)
+
+LIVE = frozenset({Status.QUEUED, Status.RUNNING, Status.CANCELLING, Status.AWAITING_CONFIRMATION})
+
+
+@dataclass(slots=True)
+class SweepReport:
+    """What one sweep did (job ids per action)."""
+
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    republished: list[str] = field(default_factory=list)
+    removed_work: list[str] = field(default_factory=list)
+    removed_outputs: list[str] = field(default_factory=list)
+    removed_uploads: list[str] = field(default_factory=list)
+    expired_downloads: list[str] = field(default_factory=list)
+    expired_unconfirmed: list[str] = field(default_factory=list)
+
+    def any(self) -> bool:
+        """Whether the sweep changed anything."""
+        return any(getattr(self, name) for name in self.__slots__)
+
+
+class Sweeper:
+    """One sweep over jobs and storage."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: Engine,
+        live: LiveStore,
+        storage: LocalStorage,
+        publisher: Publisher,
+    ) -> None:
+        self.settings = settings
+        self.store = JobStore(engine)
+        self.live = live
+        self.storage = storage
+        self.publisher = publisher
+
+    def sweep(self) -> SweepReport:
+        """Run every duty once."""
+        report = SweepReport()
+        self._expired_leases(report)
+        self._lost_messages(report)
+        self._expired_downloads(report)
+        self._unconfirmed_imports(report)
+        self._leftovers(report)
+        if report.any():
+            log.info("sweep: %s", report)
+        return report
+
+    def _expired_leases(self, report: SweepReport) -> None:
+        """Running attempts that stopped heartbeating: queue again, or fail, or cancel."""
+        for job in self.store.expired_leases(self.settings.lease_seconds):
+            if job.status == Status.CANCELLING:
+                if self.store.cancel_expired(job) is not None:
+                    self._discard(job)
+                    self._announce(job, Status.CANCELLED)
+                    report.cancelled.append(job.id)
+            elif job.attempt < self.settings.max_attempts:
+                again = self.store.requeue_interrupted(job)
+                if again is not None:
+                    self._publish(again.id)
+                    self._announce(again, Status.QUEUED)
+                    report.requeued.append(job.id)
+            else:
+                error = Interrupted(
+                    f"attempt {job.attempt} stopped heartbeating (worker {job.worker or '?'}"
+                    f" lost); {self.settings.max_attempts} attempts used"
+                )
+                if self.store.fail_interrupted(job, error=error.as_dict()) is not None:
+                    self._discard(job)
+                    self._announce(job, Status.FAILED)
+                    report.failed.append(job.id)
+
+    def _lost_messages(self, report: SweepReport) -> None:
+        """Queued jobs nobody claimed for a sweep interval: their message may be gone."""
+        for job_id in self.store.stale_queued(self.settings.sweep_seconds):
+            self._publish(job_id)
+            report.republished.append(job_id)
+
+    def _expired_downloads(self, report: SweepReport) -> None:
+        """Downloads past FERRY_EXPORT_RETENTION_HOURS: remove the file, keep the record."""
+        for job in self.store.expired_downloads():
+            self.storage.remove_output(job.id)
+            self.store.update_result(
+                job.id, {**(job.result or {}), "expired_at": format_iso(utcnow())}
+            )
+            report.expired_downloads.append(job.id)
+
+    def _unconfirmed_imports(self, report: SweepReport) -> None:
+        """Imports never confirmed within the upload retention: cancel and remove the upload."""
+        for job in self.store.unconfirmed_since(self.settings.upload_retention_hours):
+            try:
+                cancelled = self.store.request_cancel(job.id)
+            except Exception:
+                continue  # confirmed or cancelled meanwhile
+            self.store.record(job.id, job.attempt, "expired_unconfirmed", None)
+            self._discard(cancelled)
+            report.expired_unconfirmed.append(job.id)
+
+    def _leftovers(self, report: SweepReport) -> None:
+        """Work folders, outputs and uploads that belong to no live job."""
+        work, outputs, uploads = (
+            self.storage.work_job_ids(),
+            self.storage.output_job_ids(),
+            self.storage.upload_job_ids(),
+        )
+        known = self.store.statuses_of(set(work) | set(outputs) | set(uploads))
+        for job_id in work:
+            status = known.get(job_id, (None, 0))[0]
+            if status not in LIVE:
+                self.storage.remove_work(job_id)
+                report.removed_work.append(job_id)
+        for job_id in outputs:
+            status = known.get(job_id, (None, 0))[0]
+            # A running export publishes just before it records success: keep it.
+            if status not in LIVE and status != Status.SUCCEEDED:
+                self.storage.remove_output(job_id)
+                report.removed_outputs.append(job_id)
+        for job_id in uploads:
+            status = known.get(job_id, (None, 0))[0]
+            if status not in LIVE:
+                self.storage.remove_upload(job_id)
+                report.removed_uploads.append(job_id)
+
+    def _discard(self, job: Job) -> None:
+        try:
+            discard_job(job, settings=self.settings, storage=self.storage)
+        except Exception:
+            # What is left is found again by `_leftovers` on a later sweep.
+            log.exception("sweep: could not remove what job %s left", job.id)
+
+    def _publish(self, job_id: str) -> None:
+        try:
+            self.publisher.publish(job_id)
+        except Exception:
+            log.warning("sweep: could not publish job %s; next sweep tries again", job_id)
+
+    def _announce(self, job: Job, status: str) -> None:
+        try:
+            self.live.announce(job.id, {"type": "status", "status": status, "attempt": job.attempt})
+        except Exception:
+            log.debug("sweep: status event for %s not sent", job.id)

@@ -1,0 +1,229 @@
+"""The JSON API under /api/v1 (SPEC 9): parse the request, call the service, answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
+
+from shared.accounts import get_account
+from shared.errors import BadRequest, NotFound, ValidationFailed
+from shared.jobstate import JobType, Status
+from shared.jobstore import JobFilter
+from shared.service import JobService
+from shared.timefmt import parse_iso
+from web.auth import principal, require_ops, require_token
+from web.sse import job_events
+
+blueprint = Blueprint("api", __name__)
+
+MAX_PAGE = 200
+_STATUSES = {s.value for s in Status}
+_TYPES = {t.value for t in JobType}
+
+
+def _service() -> JobService:
+    return current_app.extensions["ferry"].service
+
+
+def _job_response(job_id: str, status: int = 200, **extra: Any) -> Response:
+    service = _service()
+    job = service.get(job_id)
+    response = jsonify(job=service.view(job), **extra)
+    response.status_code = status
+    return response
+
+
+def _json_body(*, required: bool) -> Any:
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        if required:
+            raise BadRequest("a JSON body is required", details={"field": "body"})
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", details={"field": "body"}) from None
+
+
+def _refuse(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"{field}: {message}", details={"field": field})
+
+
+def _filter_from(source: Any, *, ops: bool) -> JobFilter:
+    """A job filter from query arguments or a JSON body (both name their fields)."""
+    if not isinstance(source, dict):
+        raise BadRequest("the body must be a JSON object", details={"field": "body"})
+    allowed = {"status", "type", "limit", "cursor"}
+    if ops:
+        allowed |= {"account", "error_code", "since", "until"}
+    for key in source:
+        if key not in allowed:
+            raise _refuse(key, "is not a known filter")
+    statuses = source.get("status")
+    if isinstance(statuses, str):
+        statuses = [s for s in statuses.split(",") if s]
+    if statuses is not None and (
+        not isinstance(statuses, list) or not all(s in _STATUSES for s in statuses)
+    ):
+        raise _refuse("status", f"must be among {', '.join(sorted(_STATUSES))}")
+    job_type = source.get("type")
+    if job_type is not None and job_type not in _TYPES:
+        raise _refuse("type", f"must be one of {', '.join(sorted(_TYPES))}")
+    account_id = None
+    if source.get("account"):
+        try:
+            account_id = get_account(current_app.extensions["ferry"].engine, source["account"]).id
+        except NotFound:
+            raise _refuse("account", "no such account") from None
+    window = {}
+    for field in ("since", "until"):
+        if source.get(field) is not None:
+            try:
+                window[field] = parse_iso(str(source[field]))
+            except ValueError:
+                raise _refuse(field, "must be an ISO 8601 date") from None
+    error_code = source.get("error_code")
+    if error_code is not None and not isinstance(error_code, str):
+        raise _refuse("error_code", "must be a string")
+    return JobFilter(
+        account_id=account_id, status=statuses, type=job_type, error_code=error_code, **window
+    )
+
+
+def _page_args() -> tuple[int, str | None]:
+    raw = request.args.get("limit", "50")
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise _refuse("limit", "must be a whole number") from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise _refuse("limit", f"must be between 1 and {MAX_PAGE}")
+    return limit, request.args.get("cursor") or None
+
+
+def _list(where: JobFilter) -> Response:
+    service = _service()
+    limit, cursor = _page_args()
+    jobs, next_cursor = service.page(where, limit=limit, cursor=cursor)
+    return jsonify(jobs=[service.view(j) for j in jobs], next_cursor=next_cursor)
+
+
+# --- a person's own jobs ---------------------------------------------------------------
+
+
+@blueprint.post("/exports")
+@require_token
+def create_export() -> Response:
+    """Queue an export; an Idempotency-Key returns the same job for the same account."""
+    body = _json_body(required=True)
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > 255:
+        raise _refuse("Idempotency-Key", "must be at most 255 characters")
+    service = _service()
+    job, created = service.submit_export(principal().account_id, body, idempotency_key=key)
+    response = jsonify(job=service.view(job))
+    response.status_code = 202
+    response.headers["Location"] = url_for("api.get_job", job_id=job.id)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@blueprint.get("/jobs")
+@require_token
+def list_jobs() -> Response:
+    """The caller's jobs, newest first; filters `status`, `type`; `limit`, `cursor`."""
+    where = _filter_from(request.args.to_dict(), ops=False)
+    return _list(JobFilter(account_id=principal().account_id, status=where.status, type=where.type))
+
+
+@blueprint.get("/jobs/<job_id>")
+@require_token
+def get_job(job_id: str) -> Response:
+    """One of the caller's jobs."""
+    service = _service()
+    return jsonify(job=service.view(service.get(job_id, account_id=principal().account_id)))
+
+
+@blueprint.get("/jobs/<job_id>/events")
+@require_token
+def job_event_stream(job_id: str) -> Response:
+    """Server-Sent Events: a snapshot, then progress and status changes, until the end."""
+    service = _service()
+    service.get(job_id, account_id=principal().account_id)  # 404 before the stream opens
+    stream: Iterator[str] = job_events(service, current_app.extensions["ferry"].live, job_id)
+    return Response(
+        stream,
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@blueprint.post("/jobs/<job_id>/cancel")
+@require_token
+def cancel_job(job_id: str) -> Response:
+    """Cancel one of the caller's jobs (409 when it already ended)."""
+    job = _service().cancel(job_id, account_id=principal().account_id)
+    return _job_response(job.id, 202)
+
+
+@blueprint.post("/jobs/<job_id>/retry")
+@require_token
+def retry_job(job_id: str) -> Response:
+    """Restart one of the caller's failed or cancelled jobs."""
+    job = _service().retry(job_id, account_id=principal().account_id, by="user")
+    return _job_response(job.id, 202)
+
+
+@blueprint.get("/jobs/<job_id>/download")
+@require_token
+def download(job_id: str) -> Response:
+    """A succeeded export's zip, streamed (409 while not ready, 410 after retention)."""
+    found = _service().download(job_id, account_id=principal().account_id)
+    return send_file(
+        found.path,
+        mimetype="application/zip",
+        as_attachment=True,
+        download_name=found.name,
+        conditional=True,
+    )
+
+
+# --- operators ---------------------------------------------------------------------------
+
+
+@blueprint.get("/ops/jobs")
+@require_ops
+def ops_list_jobs() -> Response:
+    """Jobs of every account; filters status, type, account, error_code, since, until."""
+    return _list(_filter_from(request.args.to_dict(), ops=True))
+
+
+@blueprint.post("/ops/jobs/<job_id>/retry")
+@require_ops
+def ops_retry_job(job_id: str) -> Response:
+    """Restart any failed or cancelled job."""
+    job = _service().retry(job_id, by=f"ops:{principal().account_name}")
+    return jsonify(restarted=[job.id])
+
+
+@blueprint.post("/ops/jobs/retry")
+@require_ops
+def ops_retry_matching() -> Response:
+    """Restart every failed (default) or cancelled job matching the filter body."""
+    body = _json_body(required=False)
+    where = _filter_from(body, ops=True)
+    if not where.status:
+        where = JobFilter(
+            account_id=where.account_id,
+            status=[Status.FAILED.value],
+            type=where.type,
+            error_code=where.error_code,
+            since=where.since,
+            until=where.until,
+        )
+    jobs = _service().retry_matching(where, by=f"ops:{principal().account_name}")
+    return jsonify(restarted=[job.id for job in jobs])

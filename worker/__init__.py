@@ -1,0 +1,1 @@
+"""The worker entrypoint: Celery processes that run Ferry's jobs (`ferry worker`)."""
