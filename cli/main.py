@@ -72,26 +72,17 @@ def accounts() -> None:
 
 @accounts.command("create")
 @click.argument("name")
-@click.option("--ops", is_flag=True, help="Issue an ops token (creating the account if needed).")
+@click.option("--ops", is_flag=True, help="Issue an ops token instead of a user token.")
 @pass_cli
 def accounts_create(cli: Cli, *, name: str, ops: bool) -> None:
-    """Create account NAME and print a token for it, alone, on the last line."""
-    from shared.accounts import create_account, get_or_create_account, issue_token
+    """Create account NAME if missing and print a new token, alone, on the last line."""
+    from shared.accounts import get_or_create_account, issue_token
 
-    if ops:
-        account, created = get_or_create_account(cli.engine, name)
-    else:
-        try:
-            account, created = create_account(cli.engine, name), True
-        except Exception as exc:
-            if "unique" in str(exc).lower():
-                _fail(f"an account named {name!r} exists; use --ops for an ops token")
-            raise
+    account, created = get_or_create_account(cli.engine, name)
     role = "ops" if ops else "user"
     token = issue_token(cli.engine, account.id, role=role, name=f"cli-{role}")
-    click.echo(
-        f"{'created' if created else 'found'} account {account.name} ({account.id}); {role} token:"
-    )
+    verb = "created" if created else "found"
+    click.echo(f"{verb} account {account.name} ({account.id}); new {role} token:")
     click.echo(token)
 
 
@@ -101,6 +92,7 @@ def accounts_create(cli: Cli, *, name: str, ops: bool) -> None:
 @click.option("--samples-per-day", type=click.IntRange(min=0), default=2880, show_default=True)
 @click.option("--seed", "seed_value", type=int, default=0, show_default=True)
 @click.option("--start", type=click.DateTime(), help="First day (UTC); default: DAYS days ago.")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the account has items already.")
 @pass_cli
 def seed(
     cli: Cli,
@@ -110,6 +102,7 @@ def seed(
     samples_per_day: int,
     seed_value: int,
     start: datetime | None,
+    if_empty: bool,
 ) -> None:
     """Write a realistic synthetic timeline into ACCOUNT (created if missing)."""
     from datetime import UTC
@@ -118,6 +111,9 @@ def seed(
     from shared.seed import seed_timeline
 
     found, _ = get_or_create_account(cli.engine, account)
+    if if_empty and _has_items(cli, found.id):
+        click.echo(f"{found.name} already has a timeline; not seeding")
+        return
     began = time.monotonic()
     stats = seed_timeline(
         cli.settings.database_url,
@@ -131,6 +127,14 @@ def seed(
         f"seeded {found.name}: {stats.places} places, {stats.items} items, "
         f"{stats.samples} samples in {time.monotonic() - began:.1f}s"
     )
+
+
+def _has_items(cli: Cli, account_id: str) -> bool:
+    from sqlalchemy import text
+
+    with cli.engine.connect() as conn:
+        query = text("SELECT EXISTS (SELECT 1 FROM timeline_items WHERE account_id = :a)")
+        return bool(conn.execute(query, {"a": account_id}).scalar())
 
 
 # --- processes -----------------------------------------------------------------------------
