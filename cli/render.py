@@ -26,7 +26,7 @@ def progress_line(progress: dict[str, Any] | None, status: str) -> str:
     bar = "#" * filled + "-" * (BAR_WIDTH - filled)
     parts = [
         f"[{bar}] {overall * 100:5.1f}%",
-        f"{progress['phase']} {progress['phase_index']}/{progress['phase_count']}",
+        f"{progress['phase']} {progress['phase_index'] + 1}/{progress['phase_count']}",
     ]
     if progress.get("rows_total"):
         parts.append(f"{progress['rows_done']:,}/{progress['rows_total']:,} rows")

@@ -98,6 +98,8 @@ class BucketWriter:
         block = b"".join(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
+        if not block:
+            return 0
         count = block.count(b"\n")
         # Every object ends with a newline; the last one's separator waits for the next
         # block, or is dropped when the file closes.

@@ -93,6 +93,7 @@ def backoff_seconds(
     together spread out, so a recovering database is not hit by all of them at once,
     and no retry comes sooner than half its bound.
     """
-    bound = min(cap, base * (2 ** max(0, attempt - 1)))
+    # The exponent stops growing long before a float would overflow.
+    bound = min(cap, base * 2.0 ** min(max(0, attempt - 1), 32))
     draw = (rng or random).uniform(0.5, 1.0)
     return bound * draw

@@ -140,7 +140,7 @@ class ProgressTracker:
         phase = self.phase
         return {
             "phase": phase.name,
-            "phase_index": self._index + 1,
+            "phase_index": self._index,  # 0-based, as in SPEC 6 (samples is 3 of 5)
             "phase_count": len(self.phases),
             "phase_done": phase.done,
             "phase_total": phase.total,

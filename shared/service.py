@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from shared.errors import Conflict, Gone, NotFound
-from shared.jobstate import Status
+from shared.jobstate import OWNED, Status
 from shared.jobstore import Job, JobEvent, JobFilter, JobStore
 from shared.live import LiveStore
 from shared.params import parse_export_request
@@ -96,7 +96,9 @@ class JobService:
     def progress(self, job: Job) -> dict[str, Any] | None:
         """The freshest progress: live from Redis while running, else the stored snapshot."""
         stored = job.progress
-        if job.terminal or job.status == Status.AWAITING_CONFIRMATION:
+        if job.status not in OWNED:
+            # Only a running attempt writes live progress; what Redis holds for a queued,
+            # waiting or finished job belongs to an earlier attempt.
             return stored
         try:
             live = self.live.get_progress(job.id)

@@ -52,11 +52,11 @@ def _refuse(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(f"{field}: {message}", details={"field": field})
 
 
-def _filter_from(source: Any, *, ops: bool) -> JobFilter:
+def _filter_from(source: Any, *, ops: bool, listing: bool = True) -> JobFilter:
     """A job filter from query arguments or a JSON body (both name their fields)."""
     if not isinstance(source, dict):
         raise BadRequest("the body must be a JSON object", details={"field": "body"})
-    allowed = {"status", "type", "limit", "cursor"}
+    allowed = {"status", "type"} | ({"limit", "cursor"} if listing else set())
     if ops:
         allowed |= {"account", "error_code", "since", "until"}
     for key in source:
@@ -215,7 +215,7 @@ def ops_retry_job(job_id: str) -> Response:
 def ops_retry_matching() -> Response:
     """Restart every failed (default) or cancelled job matching the filter body."""
     body = _json_body(required=False)
-    where = _filter_from(body, ops=True)
+    where = _filter_from(body, ops=True, listing=False)
     if not where.status:
         where = JobFilter(
             account_id=where.account_id,
