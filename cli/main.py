@@ -317,14 +317,17 @@ def jobs_show(cli: Cli, job_id: str) -> None:
 
 
 def _watch(cli: Cli, job_id: str) -> dict[str, Any]:
-    """Show a live progress bar until the job ends; returns the final job view."""
+    """Show a live progress bar until the job ends or waits; returns the last job view."""
     from shared.follow import follow
 
     tty = sys.stdout.isatty()
     status = "queued"
     last_line, last_print = "", 0.0
     final: dict[str, Any] = {}
-    for update in follow(cli.service, cli.live, job_id):
+    from shared.jobstate import TERMINAL, Status
+
+    stops = TERMINAL | {Status.AWAITING_CONFIRMATION}
+    for update in follow(cli.service, cli.live, job_id, until=stops):
         if update.job is not None:
             status = update.job["status"]
             final = update.job
@@ -355,6 +358,16 @@ def jobs_watch(cli: Cli, job_id: str) -> None:
     """A live progress bar until the job ends (exit 1 unless it succeeded)."""
     final = _watch(cli, job_id)
     sys.exit(0 if final.get("status") == "succeeded" else 1)
+
+
+@jobs.command("confirm")
+@click.argument("job_id")
+@click.option("--skip-invalid", is_flag=True, help="Import the valid records, skip the rest.")
+@pass_cli
+def jobs_confirm(cli: Cli, *, job_id: str, skip_invalid: bool) -> None:
+    """Let an import waiting at its report go on to apply."""
+    job = cli.service.confirm(job_id, skip_invalid=skip_invalid)
+    click.echo(f"{job.id} {job.status}")
 
 
 @jobs.command("cancel")
@@ -458,3 +471,60 @@ def export(
         click.echo(f"saved {target} ({download.size:,} bytes)")
     else:
         click.echo(f"ready: {download.path} ({download.size:,} bytes)")
+
+
+@main.command("import")
+@click.argument("account")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--preview", is_flag=True, help="Stop at the validation report (confirm later).")
+@click.option(
+    "--on-conflict", type=click.Choice(["skip", "newer"]), default="skip", show_default=True
+)
+@click.option("--skip-invalid", is_flag=True, help="Import the valid records, skip the rest.")
+@click.option("--no-wait", is_flag=True, help="Queue the import and print its id.")
+@pass_cli
+def import_(
+    cli: Cli,
+    *,
+    account: str,
+    path: Path,
+    preview: bool,
+    on_conflict: str,
+    skip_invalid: bool,
+    no_wait: bool,
+) -> None:
+    """Import an archive (zip, tar, tar.gz) into ACCOUNT and watch it."""
+    from shared.accounts import get_account
+    from shared.params import ImportArchiveParams
+
+    found = get_account(cli.engine, account)
+    with cli.storage.incoming_file() as received, path.open("rb") as source:
+        shutil.copyfileobj(source, received, 1024 * 1024)
+    params = ImportArchiveParams(
+        confirm=not preview, on_conflict=on_conflict, skip_invalid=skip_invalid
+    )
+    job = cli.service.submit_import(
+        found.id, received=Path(received.name), filename=path.name, params=params
+    )
+    click.echo(f"import {job.id} queued")
+    if no_wait:
+        return
+    final = _watch(cli, job.id)
+    summary = final.get("preview") or {}
+    if summary:
+        click.echo(
+            f"report: {summary.get('counts')}; {summary.get('error_count', 0)} error(s),"
+            f" {summary.get('warning_count', 0)} warning(s)"
+        )
+        for problem in (summary.get("errors") or [])[:10]:
+            click.echo(
+                f"  error: {problem['file']}[{problem['index']}] {problem['field']}:"
+                f" {problem['reason']}"
+            )
+    status = final.get("status")
+    if status == "awaiting_confirmation":
+        click.echo(f"waiting for confirmation: ferry jobs confirm {job.id}")
+        return
+    if status != "succeeded":
+        sys.exit(1)
+    click.echo(f"imported: {(final.get('result') or {}).get('written')}")

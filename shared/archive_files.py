@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -153,11 +154,18 @@ def file_digest(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def write_zip(source: Path, folder_name: str, target: Path) -> int:
-    """Zip `source` as `folder_name/…`; gzipped members are stored, the rest deflated."""
+def write_zip(
+    source: Path, folder_name: str, target: Path, *, check: Callable[[], None] | None = None
+) -> int:
+    """Zip `source` as `folder_name/…`; gzipped members are stored, the rest deflated.
+
+    `check` runs before each member, so a cancel stops a long zip between files.
+    """
     files = sorted(p for p in source.rglob("*") if p.is_file())
     with zipfile.ZipFile(target, "w", allowZip64=True) as archive:
         for path in files:
+            if check is not None:
+                check()
             relative = path.relative_to(source).as_posix()
             method = zipfile.ZIP_STORED if path.name.endswith(".gz") else zipfile.ZIP_DEFLATED
             archive.write(path, f"{folder_name}/{relative}", compress_type=method)

@@ -157,6 +157,9 @@ class JobContext:
         self._rows_started = clock()
         self._rows_counted = 0
         self.checkpoint: dict[str, Any] = dict(job.checkpoint or {})
+        # Set once the job's effect is committed (an import's apply): from then on a cancel
+        # cannot undo it, and the attempt finishes instead.
+        self.committed = False
 
     @property
     def attempt(self) -> int:
@@ -177,7 +180,7 @@ class JobContext:
         """Stop here if the job was cancelled or this attempt lost its lease."""
         if self.watcher.lost.is_set():
             raise LeaseLost(f"attempt {self.attempt} of job {self.job.id} lost its lease")
-        if self.watcher.cancelled.is_set():
+        if self.watcher.cancelled.is_set() and not self.committed:
             raise JobCancelled(self.job.id)
 
     # --- progress ---------------------------------------------------------------------

@@ -302,10 +302,8 @@ class ExportArchive:
             "appMetadata": {"app": "Ferry", "version": __version__},
         }
         if params.start is not None or params.end is not None:
-            metadata["exportRange"] = {
-                "start": format_iso(params.start) if params.start else None,
-                "end": format_iso(params.end) if params.end else None,
-            }
+            bounds = {"start": params.start, "end": params.end}
+            metadata["exportRange"] = {k: format_iso(v) for k, v in bounds.items() if v}
         if params.incremental and state.get("since"):
             metadata["appMetadata"]["incrementalSince"] = state["since"]
         manifest = {"files": [e.as_dict() for e in entries]}
@@ -315,7 +313,7 @@ class ExportArchive:
             work.mkdir(parents=True, exist_ok=True)
             (work / "metadata.json").write_bytes(orjson.dumps(metadata, option=orjson.OPT_INDENT_2))
             (work / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-            size = write_zip(work, name, zip_path)
+            size = write_zip(work, name, zip_path, check=ctx.check)
         ctx.check()
         key = ctx.storage.publish(ctx.job.id, zip_path, f"{name}.zip")
         ctx.storage.remove_work(ctx.job.id)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from shared.jobstate import TERMINAL
 from shared.live import LiveStore, Subscription
 from shared.service import JobService
 
@@ -28,9 +29,15 @@ class Update:
 
 
 def follow(
-    service: JobService, live: LiveStore, job_id: str, *, quiet: float = QUIET_SECONDS
+    service: JobService,
+    live: LiveStore,
+    job_id: str,
+    *,
+    quiet: float = QUIET_SECONDS,
+    until: frozenset[str] = TERMINAL,
 ) -> Iterator[Update]:
-    """Updates of `job_id`: a snapshot first, then changes, and `end` at a terminal status."""
+    """Updates of `job_id`: a snapshot first, then changes, and `end` at a status in `until`
+    (terminal statuses by default)."""
     subscription: Subscription | None
     try:
         subscription = live.subscribe(job_id)
@@ -40,7 +47,7 @@ def follow(
         job = service.get(job_id)
         yield Update("snapshot", job=service.view(job))
         last_status = job.status
-        while not job.terminal:
+        while job.status not in until:
             event = None
             if subscription is not None:
                 try:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy import Connection, Engine, text
 
 from shared.errors import Conflict, LeaseLost, NotFound
@@ -116,12 +117,13 @@ class JobStore:
         params: Mapping[str, Any],
         idempotency_key: str | None = None,
         status: Status = Status.QUEUED,
+        job_id: str | None = None,
     ) -> tuple[Job, bool]:
         """Insert a job (committed before anyone publishes it); True when it is new.
 
         With an idempotency key already used by the account, the existing job comes back.
         """
-        job_id = str(uuid.uuid4())
+        job_id = job_id or str(uuid.uuid4())
         with self.engine.begin() as conn:
             row = conn.execute(
                 text(
@@ -282,10 +284,44 @@ class JobStore:
                 conn, job_id, attempt, "checkpoint = CAST(:c AS jsonb)", {"c": _json(checkpoint)}
             )
 
+    @staticmethod
+    def checkpoint_within(
+        conn: psycopg.Connection, job_id: str, attempt: int, checkpoint: Mapping[str, Any]
+    ) -> bool:
+        """Write the checkpoint inside the caller's own transaction (fenced, running only).
+
+        The import writes its `applied` checkpoint in the same transaction as the data,
+        so the two commit together or not at all. False: the attempt no longer runs the
+        job (lost, or a cancel arrived), and the caller must roll back.
+        """
+        cursor = conn.execute(
+            "UPDATE jobs SET checkpoint = %s::jsonb, updated_at = now()"
+            " WHERE id = %s AND attempt = %s AND status = 'running'",
+            (_json(checkpoint), job_id, attempt),
+        )
+        return cursor.rowcount == 1
+
+    def save_preview(self, job_id: str, attempt: int, preview: Mapping[str, Any]) -> None:
+        """Write an import's report (fenced)."""
+        with self.engine.begin() as conn:
+            self._fenced(
+                conn, job_id, attempt, "preview = CAST(:v AS jsonb)", {"v": _json(preview)}
+            )
+
     def succeed(
-        self, job_id: str, attempt: int, *, result: Mapping[str, Any], progress: Mapping[str, Any]
+        self,
+        job_id: str,
+        attempt: int,
+        *,
+        result: Mapping[str, Any],
+        progress: Mapping[str, Any],
+        despite_cancel: bool = False,
     ) -> Job:
-        """The attempt finished its work: `succeeded` (fenced; a pending cancel loses)."""
+        """The attempt finished its work: `succeeded` (fenced).
+
+        A cancel that arrived meanwhile wins (LeaseLost), unless the work is committed and
+        cannot be undone (`despite_cancel`, an import past its commit).
+        """
         with self.engine.begin() as conn:
             job = self._fenced(
                 conn,
@@ -294,7 +330,7 @@ class JobStore:
                 "status = 'succeeded', finished_at = now(), result = CAST(:r AS jsonb),"
                 " progress = CAST(:p AS jsonb), error = NULL, checkpoint = NULL",
                 {"r": _json(result), "p": _json(progress)},
-                statuses="('running')",
+                statuses="('running', 'cancelling')" if despite_cancel else "('running')",
             )
             self._event(conn, job_id, attempt, "succeeded", None)
         return job
@@ -432,24 +468,40 @@ class JobStore:
                 self._event(conn, job.id, job.attempt, "restarted", {"by": by})
         return jobs
 
-    def confirm(self, job_id: str, *, account_id: str | None = None) -> Job:
-        """An awaiting import goes on: back to `queued` for the apply phases."""
+    def confirm(
+        self, job_id: str, *, account_id: str | None = None, skip_invalid: bool = False
+    ) -> Job:
+        """An awaiting import goes on: back to `queued` for the apply phases.
+
+        Refused (Conflict) while its report lists errors, unless invalid records are to be
+        skipped (set on the job already, or now).
+        """
         scope = " AND account_id = :account_id" if account_id else ""
         with self.engine.begin() as conn:
             row = conn.execute(
                 text(
                     "UPDATE jobs SET status = 'queued', queued_at = now(), updated_at = now(),"
-                    " params = params || '{\"confirm\": true}'::jsonb"
+                    " params = params || jsonb_build_object('confirm', true, 'skip_invalid',"
+                    " coalesce((params->>'skip_invalid')::boolean, false) OR :skip)"
                     f" WHERE id = :id AND status = 'awaiting_confirmation'{scope}"
+                    " AND (coalesce((preview->>'error_count')::int, 0) = 0"
+                    " OR coalesce((params->>'skip_invalid')::boolean, false) OR :skip)"
                     f" RETURNING {_COLUMNS}"
                 ),
-                {"id": job_id, "account_id": account_id},
+                {"id": job_id, "account_id": account_id, "skip": skip_invalid},
             ).first()
             if row is not None:
                 job = _job(row)
                 self._event(conn, job.id, job.attempt, "confirmed", None)
                 return job
         current = self.get(job_id, account_id=account_id)
+        if current.status == Status.AWAITING_CONFIRMATION:
+            errors = (current.preview or {}).get("error_count", 0)
+            raise Conflict(
+                f"the report lists {errors} problem(s); confirm with skip_invalid=true to"
+                " import only the valid records",
+                details={"error_count": errors},
+            )
         raise Conflict(f"job is {current.status}; only an awaiting import can be confirmed")
 
     # --- the sweeper ------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from shared.errors import BadRequest
 from shared.export_archive import ExportArchive
+from shared.import_archive import ImportArchive
 from shared.jobstate import JobType
 from shared.jobstore import Job
 from shared.pipeline import Pipeline
@@ -16,6 +18,7 @@ log = logging.getLogger(__name__)
 
 PIPELINES: dict[str, Pipeline] = {
     JobType.EXPORT_ARCHIVE: ExportArchive(),
+    JobType.IMPORT_ARCHIVE: ImportArchive(),
 }
 
 
@@ -27,9 +30,15 @@ def pipeline_for(job_type: str) -> Pipeline:
         raise BadRequest(f"no pipeline for job type {job_type!r}") from None
 
 
-def discard_job(job: Job, *, settings: Settings, storage: LocalStorage) -> None:
+def discard_job(
+    job: Job,
+    *,
+    settings: Settings,
+    storage: LocalStorage,
+    pipelines: Mapping[str, Pipeline] = PIPELINES,
+) -> None:
     """Remove everything a failed or cancelled job left: files, uploads, staging data."""
     storage.remove_job(job.id)
-    pipeline = PIPELINES.get(job.type)
+    pipeline = pipelines.get(job.type)
     if pipeline is not None:
         pipeline.discard(job, settings)

@@ -81,7 +81,7 @@ class ProgressTracker:
     def complete_phase(self) -> None:
         """Mark the current phase fully done (its total, or 1 unit for a step phase)."""
         phase = self.phase
-        if phase.total <= 0:
+        if phase.total <= 0 and not phase.rows:
             phase.total = 1
         phase.done = max(phase.done, phase.total)
 

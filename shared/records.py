@@ -7,15 +7,14 @@ a kind. `encode_*` turns a database row into an archive object (nulls omitted);
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.timefmt import decode_date, format_iso
+from shared.timefmt import format_iso, from_number, parse_iso
 
 
 class Kind(StrEnum):
@@ -217,140 +216,214 @@ def encode_item(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --- decoding: archive objects -> database values -----------------------------------------
+#
+# Import validates millions of samples, so each record kind gets a decoder compiled from
+# its field table: straight-line type checks with no call per field. On 1 M samples it
+# runs at ~3 µs a record against ~11 µs for a loop calling one decoder per field
+# (bench/import.py). The field table stays the single statement of the rules.
+
+# Dates in this strict form pass through to PostgreSQL as they are (after Python has
+# checked them); any other accepted form is rewritten as ISO 8601 first, so the two never
+# disagree on what a date string means.
+_CANONICAL_DATE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
+).match
+_UUID_MATCH = _UUID.match
+_ITEM_ID_KEYS = frozenset({"itemId", "lastSaved"})
 
 
-def _decode_uuid(value: Any) -> str:
-    if not isinstance(value, str) or not _UUID.match(value):
-        raise ValueError("not a UUID")
-    return value.lower()
-
-
-def _decode_text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("not a string")
-    if "\x00" in value:
-        raise ValueError("contains a NUL character")
-    return value
-
-
-def _decode_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("not an integer")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int):
-        raise ValueError("not an integer")
-    if not -_INT32 - 1 <= value <= _INT32:
-        raise ValueError("out of range for a 32-bit integer")
-    return value
-
-
-def _decode_float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError("not a number")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError("not a finite number")
-    return result
-
-
-def _decode_bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("not a boolean")
-    return value
-
-
-def _decode_date(value: Any) -> datetime:
-    try:
-        return decode_date(value)
-    except (ValueError, OverflowError) as exc:
-        raise ValueError(f"not a date ({exc})") from None
-
-
-_DECODERS: dict[Kind, Callable[[Any], Any]] = {
-    Kind.UUID: _decode_uuid,
-    Kind.TEXT: _decode_text,
-    Kind.INT: _decode_int,
-    Kind.SMALLINT: _decode_int,
-    Kind.FLOAT: _decode_float,
-    Kind.BOOL: _decode_bool,
-    Kind.DATE: _decode_date,
-}
-
-
-def _decode_fields(
-    fields: tuple[Field, ...],
-    obj: Mapping[str, Any],
-    out: dict[str, Any],
-    problems: list[Problem],
-    prefix: str = "",
-) -> None:
-    for f in fields:
-        raw = obj.get(f.key)
-        if raw is None:
-            if f.required:
-                problems.append(Problem(prefix + f.key, "is required"))
-            out[f.column] = None
-            continue
+def _archive_date(value: Any) -> str:
+    """An accepted archive date as a string PostgreSQL reads the same way; ValueError if not."""
+    if value.__class__ is str:
         try:
-            value = _DECODERS[f.kind](raw)
-        except ValueError as exc:
-            problems.append(Problem(prefix + f.key, str(exc)))
-            out[f.column] = None
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = parse_iso(value)  # the lenient reader (e.g. a lower-case "z")
+        if parsed.tzinfo is not None and _CANONICAL_DATE(value):
+            return str(value)
+        return format_iso(parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC))
+    if value.__class__ is int or value.__class__ is float:
+        return format_iso(from_number(float(value)))
+    raise ValueError("not a date")
+
+
+Decoder = Callable[[Mapping[str, Any]], tuple[tuple[Any, ...], list[Problem] | None]]
+
+
+def _field_source(index: int, f: Field, prefix: str) -> list[str]:
+    name = prefix + f.key
+
+    def problem(reason: str) -> str:
+        return f"p = p or []; p.append(Problem({name!r}, {reason!r}))"
+
+    out = f"c{index}"
+    lines = [f"    v = g({f.key!r})", "    if v is None:"]
+    if f.required:
+        lines.append(f"        {problem('is required')}")
+    lines += [f"        {out} = None", "    else:", "        t = v.__class__"]
+    if f.kind is Kind.UUID:
+        lines += [
+            f"        if t is str and _UUID_MATCH(v): {out} = v.lower()",
+            f"        else: {out} = None; {problem('not a UUID')}",
+        ]
+    elif f.kind is Kind.TEXT:
+        lines += [
+            f"        if t is str and '\\x00' not in v: {out} = v",
+            f"        else: {out} = None; {problem('not a string without NUL')}",
+        ]
+    elif f.kind in (Kind.INT, Kind.SMALLINT):
+        lines += [
+            "        if t is float and v.is_integer(): v = int(v); t = int",
+            f"        if t is int and {-_INT32 - 1} <= v <= {_INT32}: {out} = v",
+            f"        else: {out} = None; {problem('not a 32-bit integer')}",
+        ]
+    elif f.kind is Kind.FLOAT:
+        # `v - v == 0.0` is False for NaN and the infinities only.
+        lines += [
+            "        if t is int: v = float(v); t = float",
+            f"        if t is float and v - v == 0.0: {out} = v",
+            f"        else: {out} = None; {problem('not a finite number')}",
+        ]
+    elif f.kind is Kind.BOOL:
+        lines += [
+            f"        if t is bool: {out} = v",
+            f"        else: {out} = None; {problem('not a boolean')}",
+        ]
+    else:
+        lines += [
+            f"        try: {out} = _archive_date(v)",
+            "        except (ValueError, TypeError, OverflowError):",
+            f"            {out} = None; {problem('not a date')}",
+        ]
+    if f.nonempty:
+        lines.append(f"        if {out} == '': {problem('must not be empty')}")
+    if f.minimum is not None:
+        lines.append(
+            f"        if {out} is not None and {out} < {f.minimum!r}: "
+            + problem(f"must be at least {f.minimum:g}")
+        )
+    if f.maximum is not None:
+        lines.append(
+            f"        if {out} is not None and {out} > {f.maximum!r}: "
+            + problem(f"must be at most {f.maximum:g}")
+        )
+    return lines
+
+
+def _compile(fields: tuple[Field, ...], prefix: str) -> Decoder:
+    source = ["def decode(obj):", "    g = obj.get", "    p = None"]
+    for index, f in enumerate(fields):
+        source += _field_source(index, f, prefix)
+    source.append("    return (" + "".join(f"c{i}, " for i in range(len(fields))) + "), p")
+    namespace: dict[str, Any] = {
+        "Problem": Problem,
+        "_UUID_MATCH": _UUID_MATCH,
+        "_archive_date": _archive_date,
+    }
+    exec(compile("\n".join(source), f"<decoder {prefix or fields[0].key}>", "exec"), namespace)
+    return namespace["decode"]
+
+
+def compile_decoder(fields: tuple[Field, ...], *, prefix: str = "") -> Decoder:
+    """A function: archive object -> (values in field order, problems or None).
+
+    UUIDs come out lower-case and dates as ISO 8601 strings (the import stages them as
+    text and PostgreSQL casts them once, in the apply).
+    """
+    return _compile(fields, prefix)
+
+
+_PLACE = compile_decoder(PLACE_FIELDS)
+_SAMPLE = compile_decoder(SAMPLE_FIELDS)
+_BASE = compile_decoder(ITEM_BASE_FIELDS, prefix="base.")
+_VISIT = compile_decoder(VISIT_FIELDS, prefix="visit.")
+_TRIP = compile_decoder(TRIP_FIELDS, prefix="trip.")
+_NOT_OBJECT = [Problem("", "not a JSON object")]
+_NO_VISIT = (None,) * len(VISIT_FIELDS)
+_NO_TRIP = (None,) * len(TRIP_FIELDS)
+
+
+def place_row(obj: Any) -> tuple[tuple[Any, ...], list[Problem] | None]:
+    """An archive place as values in PLACE_COLUMNS order (dates as ISO strings)."""
+    if obj.__class__ is not dict:
+        return (), _NOT_OBJECT
+    return _PLACE(obj)
+
+
+def sample_row(obj: Any) -> tuple[tuple[Any, ...], list[Problem] | None]:
+    """An archive sample as values in SAMPLE_COLUMNS order (dates as ISO strings)."""
+    if obj.__class__ is not dict:
+        return (), _NOT_OBJECT
+    return _SAMPLE(obj)
+
+
+def item_row(obj: Any) -> tuple[tuple[Any, ...], list[Problem] | None]:
+    """An archive item as values in ITEM_COLUMNS order (base, visit, trip)."""
+    if obj.__class__ is not dict or obj.get("base").__class__ is not dict:
+        return (), [Problem("base", "is required and must be an object")]
+    base, problems = _BASE(obj["base"])
+    visit_obj, trip_obj = obj.get("visit"), obj.get("trip")
+    is_visit = base[1]
+    visit, trip = _NO_VISIT, _NO_TRIP
+    extra: list[Problem] = []
+    if visit_obj is not None and trip_obj is not None:
+        extra.append(Problem("visit", "an item has a visit or a trip, not both"))
+    if is_visit is True and trip_obj is not None:
+        extra.append(Problem("trip", "isVisit is true but the item has a trip"))
+    if is_visit is False and visit_obj is not None:
+        extra.append(Problem("visit", "isVisit is false but the item has a visit"))
+    for name, detail in (("visit", visit_obj), ("trip", trip_obj)):
+        if detail is None:
             continue
-        if f.nonempty and value == "":
-            problems.append(Problem(prefix + f.key, "must not be empty"))
-        if f.minimum is not None and value < f.minimum:
-            problems.append(Problem(prefix + f.key, f"must be at least {f.minimum:g}"))
-        elif f.maximum is not None and value > f.maximum:
-            problems.append(Problem(prefix + f.key, f"must be at most {f.maximum:g}"))
-        out[f.column] = value
+        if detail.__class__ is not dict:
+            extra.append(Problem(name, "must be an object"))
+            continue
+        values, found = (_VISIT if name == "visit" else _TRIP)(detail)
+        if found:
+            extra.extend(found)
+        if name == "visit":
+            visit = values
+        else:
+            trip = values
+    start, end = base[2], base[3]
+    if start is not None and end is not None and parse_iso(end) < parse_iso(start):
+        extra.append(Problem("base.endDate", "is before startDate"))
+    if extra:
+        problems = (problems or []) + extra
+    return base + visit + trip, problems
+
+
+def _as_dict(
+    columns: tuple[str, ...], fields: tuple[Field, ...], row: tuple[Any, ...]
+) -> dict[str, Any]:
+    kinds = {f.column: f.kind for f in fields}
+    out = dict(zip(columns, row, strict=True))
+    for column, value in out.items():
+        if value is not None and kinds.get(column) is Kind.DATE:
+            out[column] = parse_iso(value)
+    return out
 
 
 def decode_place(obj: Any) -> tuple[dict[str, Any], list[Problem]]:
     """An archive place object as column values, with the problems found."""
-    if not isinstance(obj, dict):
-        return {}, [Problem("", "not a JSON object")]
-    out: dict[str, Any] = {}
-    problems: list[Problem] = []
-    _decode_fields(PLACE_FIELDS, obj, out, problems)
-    return out, problems
+    row, problems = place_row(obj)
+    if not row:
+        return {}, list(problems or [])
+    return _as_dict(PLACE_COLUMNS, PLACE_FIELDS, row), list(problems or [])
 
 
 def decode_sample(obj: Any) -> tuple[dict[str, Any], list[Problem]]:
     """An archive sample object as column values, with the problems found."""
-    if not isinstance(obj, dict):
-        return {}, [Problem("", "not a JSON object")]
-    out: dict[str, Any] = {}
-    problems: list[Problem] = []
-    _decode_fields(SAMPLE_FIELDS, obj, out, problems)
-    return out, problems
+    row, problems = sample_row(obj)
+    if not row:
+        return {}, list(problems or [])
+    return _as_dict(SAMPLE_COLUMNS, SAMPLE_FIELDS, row), list(problems or [])
 
 
 def decode_item(obj: Any) -> tuple[dict[str, Any], list[Problem]]:
     """An archive item object (`base` plus `visit` or `trip`) as column values."""
-    if not isinstance(obj, dict) or not isinstance(obj.get("base"), dict):
-        return {}, [Problem("base", "is required and must be an object")]
-    out: dict[str, Any] = {}
-    problems: list[Problem] = []
-    _decode_fields(ITEM_BASE_FIELDS, obj["base"], out, problems, "base.")
-    is_visit = out.get("is_visit")
-    visit, trip = obj.get("visit"), obj.get("trip")
-    if visit is not None and trip is not None:
-        problems.append(Problem("visit", "an item has a visit or a trip, not both"))
-    if is_visit is True and trip is not None:
-        problems.append(Problem("trip", "isVisit is true but the item has a trip"))
-    if is_visit is False and visit is not None:
-        problems.append(Problem("visit", "isVisit is false but the item has a visit"))
-    for name, fields, detail in (("visit", VISIT_FIELDS, visit), ("trip", TRIP_FIELDS, trip)):
-        if detail is None:
-            for f in fields:
-                out.setdefault(f.column, None)
-        elif not isinstance(detail, dict):
-            problems.append(Problem(name, "must be an object"))
-        else:
-            _decode_fields(fields, detail, out, problems, name + ".")
-    start, end = out.get("start_date"), out.get("end_date")
-    if start is not None and end is not None and end < start:
-        problems.append(Problem("base.endDate", "is before startDate"))
-    return out, problems
+    row, problems = item_row(obj)
+    if not row:
+        return {}, list(problems or [])
+    fields = ITEM_BASE_FIELDS + VISIT_FIELDS + TRIP_FIELDS
+    return _as_dict(ITEM_COLUMNS, fields, row), list(problems or [])

@@ -150,7 +150,7 @@ class JobRunner:
             if ctx.watcher.lost.is_set():
                 log.warning("job %s: attempt %s lost its lease (%s)", job.id, job.attempt, exc)
                 return None
-            if ctx.cancel_requested:
+            if ctx.cancel_requested and not ctx.committed:
                 return self._cancel(job)
             error = classify(exc)
             if error.code == "internal":
@@ -171,7 +171,13 @@ class JobRunner:
         ctx.tracker.succeed()
         final = ctx.snapshot()
         try:
-            done = self.store.succeed(job.id, job.attempt, result=outcome.result, progress=final)
+            done = self.store.succeed(
+                job.id,
+                job.attempt,
+                result=outcome.result,
+                progress=final,
+                despite_cancel=ctx.committed,
+            )
         except LeaseLost:
             current = self.store.get(job.id)
             if current.status == Status.CANCELLING and current.attempt == job.attempt:
@@ -186,7 +192,7 @@ class JobRunner:
 
     def _cancel(self, job: Job) -> str | None:
         """Remove everything the job wrote, then say `cancelled`."""
-        discard_job(job, settings=self.settings, storage=self.storage)
+        discard_job(job, settings=self.settings, storage=self.storage, pipelines=self.pipelines)
         try:
             done = self.store.mark_cancelled(job.id, job.attempt)
         except LeaseLost:
@@ -209,7 +215,7 @@ class JobRunner:
                 self._announce(done, Status.QUEUED)
                 log.info("job %s: retrying as attempt %s in %.1fs", job.id, done.attempt, delay)
                 return done.status
-            discard_job(job, settings=self.settings, storage=self.storage)
+            discard_job(job, settings=self.settings, storage=self.storage, pipelines=self.pipelines)
             done = self.store.fail(job.id, job.attempt, error=error.as_dict())
         except LeaseLost:
             log.warning("job %s: failure not recorded, the attempt no longer owns the job", job.id)

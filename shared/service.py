@@ -8,21 +8,22 @@ touches Redis and the queue, so a job never exists only in Redis.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
 from shared.errors import Conflict, Gone, NotFound
-from shared.jobstate import OWNED, Status
+from shared.jobstate import OWNED, JobType, Status
 from shared.jobstore import Job, JobEvent, JobFilter, JobStore
 from shared.live import LiveStore
-from shared.params import parse_export_request
+from shared.params import ImportArchiveParams, parse_export_request
 from shared.pipelines import discard_job
 from shared.publisher import Publisher
 from shared.settings import Settings
-from shared.storage import LocalStorage
+from shared.storage import LocalStorage, UploadTooLarge
 from shared.timefmt import format_iso, parse_iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,40 @@ class JobService:
         if created:
             self._publish(job.id)
         return job, created
+
+    def submit_import(
+        self, account_id: str, *, received: Path, filename: str, params: ImportArchiveParams
+    ) -> Job:
+        """Keep a received upload under a new job's id, record the job, then publish it."""
+        job_id = str(uuid.uuid4())
+        size = self.storage.adopt_upload(job_id, received)
+        if size > self.settings.max_upload_bytes:
+            self.storage.remove_upload(job_id)
+            raise UploadTooLarge(
+                f"the upload is larger than {self.settings.max_upload_bytes} bytes"
+            )
+        stored = replace(params, filename=filename[:255], bytes=size)
+        try:
+            job, _ = self.store.create(
+                account_id=account_id,
+                type=JobType.IMPORT_ARCHIVE,
+                params=stored.to_json(),
+                job_id=job_id,
+            )
+        except BaseException:
+            self.storage.remove_upload(job_id)
+            raise
+        self._publish(job.id)
+        return job
+
+    def confirm(
+        self, job_id: str, *, account_id: str | None = None, skip_invalid: bool = False
+    ) -> Job:
+        """Let an awaiting import go on to apply (Conflict while its report has errors)."""
+        job = self.store.confirm(job_id, account_id=account_id, skip_invalid=skip_invalid)
+        self._publish(job.id)
+        self._announce(job)
+        return job
 
     # --- reading ----------------------------------------------------------------------
 

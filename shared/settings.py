@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -15,6 +16,8 @@ from shared.errors import ConfigError
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@localhost:5432/ferry"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_STORAGE_URL = "file://./var/storage"
+# Heartbeats come every lease/3; a shorter lease would have workers hammer the database.
+MIN_LEASE_SECONDS = 0.3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +56,7 @@ class Settings:
     @property
     def heartbeat_seconds(self) -> float:
         """How often a running attempt heartbeats and re-reads its row (SPEC 5 and 7)."""
-        return max(0.2, min(self.lease_seconds / 3.0, 2.0))
+        return min(self.lease_seconds / 3.0, 2.0)
 
     @property
     def jobs_queue(self) -> str:
@@ -100,8 +103,10 @@ class Settings:
         )
         if settings.max_attempts < 1:
             raise ConfigError("FERRY_MAX_ATTEMPTS must be at least 1")
-        if settings.lease_seconds <= 0 or settings.sweep_seconds <= 0:
-            raise ConfigError("FERRY_LEASE_SECONDS and FERRY_SWEEP_SECONDS must be positive")
+        if settings.lease_seconds < MIN_LEASE_SECONDS:
+            raise ConfigError(f"FERRY_LEASE_SECONDS must be at least {MIN_LEASE_SECONDS}")
+        if settings.sweep_seconds <= 0:
+            raise ConfigError("FERRY_SWEEP_SECONDS must be positive")
         return settings
 
 
@@ -110,6 +115,9 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {raw!r}")
+    return value

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from shared.errors import StorageError
 
@@ -25,6 +27,8 @@ WORK = "work"
 EXPORTS = "exports"
 UPLOADS = "uploads"
 UPLOAD_NAME = "upload"
+# Uploads land here while the request is parsed, then move under their job's id.
+INCOMING = ".incoming"
 
 
 class UploadTooLarge(Exception):
@@ -134,6 +138,30 @@ class LocalStorage:
                 raise
         return written
 
+    def incoming_file(self) -> IO[bytes]:
+        """A new file for an upload being received (moved by `adopt_upload` later)."""
+        folder = self.root / UPLOADS / INCOMING
+        with storage_errors("receiving an upload"):
+            folder.mkdir(parents=True, exist_ok=True)
+            return tempfile.NamedTemporaryFile(dir=folder, prefix="in-", delete=False)
+
+    def adopt_upload(self, job_id: str, received: Path) -> int:
+        """Move a received file to be the job's upload (one rename); returns its size."""
+        target = self.upload_path(job_id)
+        with storage_errors("storing the upload"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(received, target)
+            return target.stat().st_size
+
+    def stale_incoming(self, older_than_seconds: float) -> list[Path]:
+        """Received files that were never adopted (a request that died mid-way)."""
+        folder = self.root / UPLOADS / INCOMING
+        cutoff = time.time() - older_than_seconds
+        with storage_errors("listing incoming uploads"):
+            if not folder.is_dir():
+                return []
+            return [p for p in folder.iterdir() if p.stat().st_mtime < cutoff]
+
     def remove_upload(self, job_id: str) -> None:
         """Remove a job's upload."""
         with storage_errors("removing an upload"):
@@ -141,7 +169,7 @@ class LocalStorage:
 
     def upload_job_ids(self) -> list[str]:
         """Jobs that have an upload."""
-        return self._children(UPLOADS)
+        return [name for name in self._children(UPLOADS) if name != INCOMING]
 
     # --- the whole of a job ---------------------------------------------------------------
 

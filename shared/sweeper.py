@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from shared.db import raw_connection
 from shared.errors import Interrupted
 from shared.jobstate import Status
 from shared.jobstore import Job, JobStore
@@ -19,11 +20,14 @@ from shared.live import LiveStore
 from shared.pipelines import discard_job
 from shared.publisher import Publisher
 from shared.settings import Settings
+from shared.staging import Staging, leftover_job_ids
 from shared.storage import LocalStorage
 from shared.timefmt import format_iso, utcnow
 
 log = logging.getLogger(__name__)
 
+# A received upload no request adopted within this long is from a request that died.
+INCOMING_MAX_AGE_SECONDS = 3600
 LIVE = frozenset({Status.QUEUED, Status.RUNNING, Status.CANCELLING, Status.AWAITING_CONFIRMATION})
 
 
@@ -38,6 +42,7 @@ class SweepReport:
     removed_work: list[str] = field(default_factory=list)
     removed_outputs: list[str] = field(default_factory=list)
     removed_uploads: list[str] = field(default_factory=list)
+    removed_staging: list[str] = field(default_factory=list)
     expired_downloads: list[str] = field(default_factory=list)
     expired_unconfirmed: list[str] = field(default_factory=list)
 
@@ -127,13 +132,23 @@ class Sweeper:
             report.expired_unconfirmed.append(job.id)
 
     def _leftovers(self, report: SweepReport) -> None:
-        """Work folders, outputs and uploads that belong to no live job."""
+        """Work folders, outputs, uploads and staging tables that belong to no live job."""
         work, outputs, uploads = (
             self.storage.work_job_ids(),
             self.storage.output_job_ids(),
             self.storage.upload_job_ids(),
         )
-        known = self.store.statuses_of(set(work) | set(outputs) | set(uploads))
+        with raw_connection(self.settings.database_url) as conn:
+            staged = leftover_job_ids(conn)
+        known = self.store.statuses_of(set(work) | set(outputs) | set(uploads) | staged)
+        for job_id in staged:
+            if known.get(job_id, (None, 0))[0] not in LIVE:
+                with raw_connection(self.settings.database_url) as conn:
+                    Staging(job_id).drop(conn)
+                    conn.commit()
+                report.removed_staging.append(job_id)
+        for path in self.storage.stale_incoming(INCOMING_MAX_AGE_SECONDS):
+            path.unlink(missing_ok=True)
         for job_id in work:
             status = known.get(job_id, (None, 0))[0]
             if status not in LIVE:

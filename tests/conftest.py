@@ -106,8 +106,10 @@ def redis_prefix() -> Iterator[str]:
         _unavailable("Redis", exc)
     prefix = f"ferrytest-{uuid.uuid4().hex[:10]}"
     yield prefix
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        client.delete(key)
+    # Celery's broker also keeps queue bindings as `_kombu.binding.<queue>`.
+    for pattern in (f"{prefix}*", f"_kombu.binding*{prefix}*"):
+        for key in client.scan_iter(match=pattern, count=1000):
+            client.delete(key)
     client.close()
 
 

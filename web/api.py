@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -12,10 +13,12 @@ from shared.accounts import get_account
 from shared.errors import BadRequest, NotFound, ValidationFailed
 from shared.jobstate import JobType, Status
 from shared.jobstore import JobFilter
+from shared.params import parse_import_form
 from shared.service import JobService
 from shared.timefmt import parse_iso
 from web.auth import principal, require_ops, require_token
 from web.sse import job_events
+from web.uploads import adopted
 
 blueprint = Blueprint("api", __name__)
 
@@ -190,6 +193,47 @@ def download(job_id: str) -> Response:
         download_name=found.name,
         conditional=True,
     )
+
+
+@blueprint.post("/imports")
+@require_token
+def create_import() -> Response:
+    """Queue an import of an uploaded archive (multipart: file, confirm, on_conflict, …)."""
+    upload = request.files.get("file")
+    form = {k: v for k, v in request.form.items()}
+    params = parse_import_form(form, has_file=upload is not None and bool(upload.filename))
+    assert upload is not None
+    received = Path(upload.stream.name)  # streamed into storage by FerryRequest
+    upload.stream.close()
+    service = _service()
+    job = service.submit_import(
+        principal().account_id,
+        received=received,
+        filename=upload.filename or "upload",
+        params=params,
+    )
+    adopted(str(received))
+    response = jsonify(job=service.view(job))
+    response.status_code = 202
+    response.headers["Location"] = url_for("api.get_job", job_id=job.id)
+    return response
+
+
+@blueprint.post("/jobs/<job_id>/confirm")
+@require_token
+def confirm_job(job_id: str) -> Response:
+    """Let an import waiting at its report go on (409 while the report lists errors)."""
+    body = _json_body(required=False)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object", details={"field": "body"})
+    for key in body:
+        if key != "skip_invalid":
+            raise _refuse(key, "is not a known field")
+    skip_invalid = body.get("skip_invalid", False)
+    if not isinstance(skip_invalid, bool):
+        raise _refuse("skip_invalid", "must be true or false")
+    job = _service().confirm(job_id, account_id=principal().account_id, skip_invalid=skip_invalid)
+    return _job_response(job.id, 202)
 
 
 # --- operators ---------------------------------------------------------------------------

@@ -56,9 +56,10 @@ def create_app(
     )
     app.extensions["ferry"] = WebResources(settings, engine, live, storage, service)
 
-    from web import api, errors, health
+    from web import api, errors, health, uploads
 
     errors.init_app(app)
+    uploads.init_app(app)
     app.register_blueprint(api.blueprint, url_prefix="/api/v1")
     app.register_blueprint(health.blueprint)
     logging.getLogger("shared").setLevel(logging.INFO)

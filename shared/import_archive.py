@@ -1,0 +1,395 @@
+"""The archive import (SPEC 4, 11): validated first, applied all-or-nothing, resumable.
+
+Phases:
+- unpack: the upload is checked and extracted into this attempt's work folder (unpack.py).
+- validate: metadata.json, manifest.json checksums, then every record of every file,
+  streamed: a record that passes its checks is COPYed into the job's staging tables, a
+  record that fails is listed in the report (file, index, field, reason).
+- stage: set-based checks in staging: duplicate ids, references that resolve neither in
+  the archive nor in the account (nulled, with a warning), conflicts with the account.
+  The report then waits for the user (`awaiting_confirmation`) unless `confirm` was set.
+- apply, edges: one transaction inserts places, items (edges null), samples, then
+  restores the edges, and writes the `applied` checkpoint in the same transaction.
+- finalize: staging tables, upload and work folder go.
+
+A resumed attempt starts over from the upload, unless staging is complete (after a
+confirmation, or a crash during apply) or the apply already committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from shared.archive_reader import (
+    DataFile,
+    check_metadata,
+    data_files,
+    records,
+    verify_manifest,
+)
+from shared.attempt import JobContext
+from shared.db import raw_connection
+from shared.errors import BadRequest, JobCancelled, LeaseLost, ValidationFailed
+from shared.jobstate import PHASES, JobType
+from shared.jobstore import Job, JobStore
+from shared.params import ImportArchiveParams
+from shared.pipeline import AwaitConfirmation, Outcome, Succeeded
+from shared.records import Problem, item_row, place_row, sample_row
+from shared.report import Report
+from shared.settings import Settings
+from shared.staging import KINDS, Staging
+from shared.unpack import Limits, archive_root, clear, unpack
+
+log = logging.getLogger(__name__)
+
+DECODERS: dict[str, Callable[[Any], tuple[tuple[Any, ...], list[Problem] | None]]] = {
+    "places": place_row,
+    "items": item_row,
+    "samples": sample_row,
+}
+# Rows counted between progress reports and cancel checks during validation.
+BATCH = 2_000
+_STATS_KEYS = {"places": "placeCount", "items": "itemCount", "samples": "sampleCount"}
+
+
+class ImportArchive:
+    """The `import.archive` pipeline."""
+
+    phases = PHASES[JobType.IMPORT_ARCHIVE]
+
+    def run(self, ctx: JobContext) -> Outcome:
+        """Prepare (or pick up) staging, then stop for confirmation or apply."""
+        params = ImportArchiveParams.from_json(ctx.job.params)
+        staging = Staging(ctx.job.id)
+        stage = ctx.checkpoint.get("stage")
+        if stage == "applied":
+            return self._finalize(ctx, staging)
+        report = None
+        if stage == "staged" and self._staging_intact(ctx, staging):
+            report = Report.from_dict(ctx.checkpoint["preview"])
+        if report is None:
+            report = self._prepare(ctx, params, staging)
+        preview = report.as_dict(on_conflict=params.on_conflict, skip_invalid=params.skip_invalid)
+        if report.errors.total and not params.skip_invalid:
+            if params.confirm:
+                ctx.store.save_preview(ctx.job.id, ctx.attempt, preview)
+                raise ValidationFailed(
+                    f"{report.errors.total} problem(s) found in the archive; nothing was"
+                    " imported (see the job's preview, or import with skip_invalid=true)",
+                    details={"error_count": report.errors.total},
+                )
+            return AwaitConfirmation(preview)
+        if not params.confirm:
+            return AwaitConfirmation(preview)
+        self._apply(ctx, params, staging, report)
+        return self._finalize(ctx, staging)
+
+    def discard(self, job: Job, settings: Settings) -> None:
+        """Drop the job's staging tables (files go with storage)."""
+        with raw_connection(settings.database_url) as conn:
+            Staging(job.id).drop(conn)
+            conn.commit()
+
+    # --- unpack, validate, stage ----------------------------------------------------------
+
+    def _staging_intact(self, ctx: JobContext, staging: Staging) -> bool:
+        """Whether staging still holds what the checkpoint says (UNLOGGED tables vanish
+        after a database crash)."""
+        with raw_connection(ctx.settings.database_url) as conn:
+            return staging.exists(conn) and staging.counts(conn) == ctx.checkpoint.get("staged")
+
+    def _prepare(self, ctx: JobContext, params: ImportArchiveParams, staging: Staging) -> Report:
+        ctx.start_phase("unpack")
+        ctx.storage.remove_work(ctx.job.id, except_attempt=ctx.attempt)
+        upload = ctx.storage.upload_path(ctx.job.id)
+        if not upload.is_file():
+            raise BadRequest("the uploaded file is no longer stored; upload the archive again")
+        folder = ctx.work_dir / "archive"
+        clear(folder)
+        limits = Limits(
+            max_expanded_bytes=ctx.settings.max_expanded_bytes,
+            max_ratio=ctx.settings.max_compression_ratio,
+        )
+        unpack(upload, folder, limits=limits)
+        root = archive_root(folder)
+        ctx.finish_phase()
+
+        ctx.start_phase("validate")
+        report = Report()
+        metadata = check_metadata(root)
+        files, ignored = data_files(root)
+        per_file = verify_manifest(root, files)
+        report.archive = {
+            "schemaVersion": metadata.get("schemaVersion"),
+            "exportType": metadata.get("exportType"),
+            "exportId": metadata.get("exportId"),
+            "manifest": per_file is not None,
+            "files": len(files),
+            "ignored": ignored[:100],
+        }
+        for name in ignored[:100]:
+            report.warnings.add(name, None, "", "not a data file of the archive format; ignored")
+        expected = self._expected(metadata, files, per_file)
+        for phase in ("validate", "stage", "apply"):
+            ctx.tracker.set_total(phase, sum(expected.values()))
+        ctx.tracker.set_total("edges", expected["items"])
+        ctx.report(force=True)
+        with raw_connection(ctx.settings.database_url) as conn:
+            unregister = ctx.watcher.on_interrupt(conn.cancel_safe)
+            try:
+                staging.create(conn)
+                for kind in KINDS:
+                    self._validate_kind(
+                        ctx, conn=conn, staging=staging, kind=kind, files=files, report=report
+                    )
+                conn.commit()
+                ctx.finish_phase()
+                staged = staging.counts(conn)
+                ctx.tracker.set_total("stage", sum(staged.values()))
+                ctx.start_phase("stage")
+                self._stage(ctx, conn, staging, files, report)
+                conn.commit()
+            finally:
+                unregister()
+        clear(folder)
+        for phase in ("apply",):
+            ctx.tracker.set_total(phase, sum(staged.values()))
+        ctx.tracker.set_total("edges", staged["items"])
+        ctx.checkpoint = {
+            "stage": "staged",
+            "staged": staged,
+            "preview": report.as_dict(
+                on_conflict=params.on_conflict, skip_invalid=params.skip_invalid
+            ),
+        }
+        ctx.save_checkpoint()
+        return report
+
+    @staticmethod
+    def _expected(
+        metadata: dict[str, Any], files: list[DataFile], per_file: dict[str, int] | None
+    ) -> dict[str, int]:
+        """Records to expect per kind: from the manifest, else metadata stats, else 0."""
+        expected = dict.fromkeys(KINDS, 0)
+        if per_file is not None:
+            for data in files:
+                expected[data.kind] += per_file.get(data.relative, 0)
+            return expected
+        stats = metadata.get("stats") if isinstance(metadata.get("stats"), dict) else {}
+        for kind, key in _STATS_KEYS.items():
+            value = stats.get(key) if stats else None
+            expected[kind] = value if isinstance(value, int) and value >= 0 else 0
+        return expected
+
+    def _validate_kind(
+        self,
+        ctx: JobContext,
+        *,
+        conn: psycopg.Connection,
+        staging: Staging,
+        kind: str,
+        files: list[DataFile],
+        report: Report,
+    ) -> None:
+        decode = DECODERS[kind]
+        max_ratio = ctx.settings.max_compression_ratio
+        with staging.writer(conn, kind) as copy:
+            for file_no, data in enumerate(files):
+                if data.kind != kind:
+                    continue
+                seen = invalid = 0
+                for index, value in records(data, max_ratio=max_ratio):
+                    seen += 1
+                    row, problems = decode(value)
+                    if problems:
+                        invalid += 1
+                        for problem in problems:
+                            report.errors.add(data.relative, index, problem.field, problem.reason)
+                    else:
+                        copy.write_row((file_no, index, *row))
+                    if seen % BATCH == 0:
+                        ctx.advance(BATCH)
+                ctx.advance(seen % BATCH)
+                report.count(kind, "records", seen)
+                report.count(kind, "invalid", invalid)
+
+    def _stage(
+        self,
+        ctx: JobContext,
+        conn: psycopg.Connection,
+        staging: Staging,
+        files: list[DataFile],
+        report: Report,
+    ) -> None:
+        names = [f.relative for f in files]
+        account = ctx.job.account_id
+        staging.index(conn)
+        for kind in KINDS:
+            total, rows = staging.duplicates(conn, kind)
+            report.errors.extend(
+                [
+                    {
+                        "file": names[r["file_no"]],
+                        "index": r["index"],
+                        "field": "id",
+                        "reason": f"duplicate id (first in {names[r['first_file_no']]} at index"
+                        f" {r['first_index']})",
+                    }
+                    for r in rows
+                ],
+                total,
+            )
+            report.count(kind, "duplicates", total)
+            report.count(kind, "invalid", total)
+        checks = (
+            (
+                "items",
+                "place_id",
+                "places",
+                "visit.placeId",
+                "no such place in the archive or the account",
+            ),
+            (
+                "items",
+                "previous_item_id",
+                "items",
+                "base.previousItemId",
+                "no such item in the archive or the account",
+            ),
+            (
+                "items",
+                "next_item_id",
+                "items",
+                "base.nextItemId",
+                "no such item in the archive or the account",
+            ),
+            (
+                "samples",
+                "timeline_item_id",
+                "items",
+                "timelineItemId",
+                "no such item in the archive or the account",
+            ),
+        )
+        self._warn(
+            report,
+            names,
+            "items",
+            *staging.null_self_edges(conn),
+            field="base.previousItemId/nextItemId",
+            reason="an item's edge points at itself, or previous equals next; set to null",
+        )
+        for kind, column, target, field, reason in checks:
+            found = staging.null_missing(
+                conn, kind=kind, column=column, target=target, account_id=account
+            )
+            self._warn(report, names, kind, *found, field=field, reason=f"{reason}; set to null")
+            ctx.check()
+        staged = staging.counts(conn)
+        for kind in KINDS:
+            existing, newer = staging.conflicts(conn, kind, account)
+            report.count(kind, "valid", staged[kind])
+            report.count(kind, "existing", existing)
+            report.count(kind, "newer_in_archive", newer)
+            ctx.advance(staged[kind])
+
+    @staticmethod
+    def _warn(
+        report: Report,
+        names: list[str],
+        kind: str,
+        total: int,
+        rows: list[dict[str, Any]],
+        *,
+        field: str,
+        reason: str,
+    ) -> None:
+        report.warnings.extend(
+            [
+                {
+                    "file": names[r["file_no"]],
+                    "index": r["index"],
+                    "field": field,
+                    "reason": f"{reason} (was {r['value']})",
+                }
+                for r in rows
+            ],
+            total,
+        )
+        report.count(kind, "references_nulled", total)
+
+    # --- apply, edges, finalize --------------------------------------------------------------
+
+    def _apply(
+        self, ctx: JobContext, params: ImportArchiveParams, staging: Staging, report: Report
+    ) -> None:
+        staged = ctx.checkpoint.get("staged") or {}
+        ctx.tracker.set_total("apply", sum(staged.values()))
+        ctx.tracker.set_total("edges", staged.get("items", 0))
+        ctx.start_phase("apply")
+        account = ctx.job.account_id
+        written = dict.fromkeys(KINDS, 0)
+        replaced = dict.fromkeys(KINDS, 0)
+        with raw_connection(ctx.settings.database_url) as conn:
+            unregister = ctx.watcher.on_interrupt(conn.cancel_safe)
+            try:
+                staging.prepare_apply(conn, account)
+                for kind in KINDS:
+                    for file_no, rows in staging.file_numbers(conn, kind):
+                        inserted, updated = staging.apply_file(
+                            conn,
+                            kind=kind,
+                            file_no=file_no,
+                            account_id=account,
+                            on_conflict=params.on_conflict,
+                            conflicts=report.counts.get(kind, {}).get("existing", 0) > 0,
+                        )
+                        written[kind] += inserted
+                        replaced[kind] += updated
+                        ctx.advance(rows)
+                ctx.start_phase("edges")
+                edges = staging.restore_edges(conn, account)
+                ctx.advance(staged.get("items", 0))
+                ctx.check()
+                result = {
+                    "written": written,
+                    "replaced": replaced,
+                    "kept_existing": {
+                        k: staged.get(k, 0) - written[k] - replaced[k] for k in KINDS
+                    },
+                    "edges_restored": edges,
+                    "invalid_skipped": sum(c.get("invalid", 0) for c in report.counts.values()),
+                    "warnings": report.warnings.total,
+                }
+                checkpoint = {**ctx.checkpoint, "stage": "applied", "result": result}
+                if not JobStore.checkpoint_within(conn, ctx.job.id, ctx.attempt, checkpoint):
+                    conn.rollback()
+                    if ctx.cancel_requested or self._cancelling(ctx):
+                        raise JobCancelled(ctx.job.id)
+                    raise LeaseLost(f"attempt {ctx.attempt} of job {ctx.job.id} lost its lease")
+                conn.commit()
+            finally:
+                unregister()
+        # From here the import is in the account's data: a late cancel cannot undo it.
+        ctx.committed = True
+        ctx.checkpoint = checkpoint
+        log.info("job %s: applied %s (replaced %s)", ctx.job.id, written, replaced)
+
+    @staticmethod
+    def _cancelling(ctx: JobContext) -> bool:
+        return ctx.store.get(ctx.job.id).status == "cancelling"
+
+    def _finalize(self, ctx: JobContext, staging: Staging) -> Succeeded:
+        ctx.committed = True
+        ctx.start_phase("finalize")
+        with raw_connection(ctx.settings.database_url) as conn:
+            staging.drop(conn)
+            conn.commit()
+        ctx.storage.remove_upload(ctx.job.id)
+        ctx.storage.remove_work(ctx.job.id)
+        ctx.finish_phase()
+        return Succeeded(dict(ctx.checkpoint.get("result") or {}))
