@@ -24,7 +24,8 @@ from shared.jobstate import CANCEL_AT_ONCE, OWNED, RESTARTABLE, Status, is_termi
 from shared.timefmt import format_iso, parse_iso
 
 _COLUMNS = (
-    "id, account_id, type, params, status, attempt, idempotency_key, created_at, updated_at,"
+    "id, account_id, type, params, status, attempt, first_attempt, idempotency_key, created_at,"
+    " updated_at,"
     " queued_at, not_before, started_at, heartbeat_at, finished_at, cancel_requested_at,"
     " worker, progress, checkpoint, error, result, preview"
 )
@@ -41,6 +42,7 @@ class Job:
     params: dict[str, Any]
     status: str
     attempt: int
+    first_attempt: int
     idempotency_key: str | None
     created_at: datetime
     updated_at: datetime
@@ -56,6 +58,11 @@ class Job:
     error: dict[str, Any] | None
     result: dict[str, Any] | None
     preview: dict[str, Any] | None
+
+    @property
+    def attempts_used(self) -> int:
+        """Attempts of the current run, this one included (restarts begin a new run)."""
+        return self.attempt - self.first_attempt + 1
 
     @property
     def terminal(self) -> bool:
@@ -455,7 +462,8 @@ class JobStore:
         with self.engine.begin() as conn:
             rows = conn.execute(
                 text(
-                    "UPDATE jobs SET status = 'queued', attempt = attempt + 1, error = NULL,"
+                    "UPDATE jobs SET status = 'queued', attempt = attempt + 1,"
+                    " first_attempt = attempt + 1, error = NULL,"
                     " result = NULL, progress = NULL, checkpoint = NULL, preview = NULL,"
                     " cancel_requested_at = NULL, finished_at = NULL, not_before = NULL,"
                     " heartbeat_at = NULL, queued_at = now(), updated_at = now()"

@@ -206,8 +206,8 @@ class JobRunner:
     def _fail(self, job: Job, error: FerryError) -> str | None:
         """Retry a retryable error with backoff, or fail for good and clean up."""
         try:
-            if error.retryable and job.attempt < self.settings.max_attempts:
-                delay = backoff_seconds(job.attempt, base=self.settings.retry_base_seconds)
+            if error.retryable and job.attempts_used < self.settings.max_attempts:
+                delay = backoff_seconds(job.attempts_used, base=self.settings.retry_base_seconds)
                 done = self.store.retry_later(
                     job.id, job.attempt, error=error.as_dict(), delay_seconds=delay
                 )

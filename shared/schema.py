@@ -174,6 +174,9 @@ jobs = Table(
     Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("status", Text, nullable=False),
     Column("attempt", Integer, nullable=False, server_default=text("1")),
+    # The attempt the current run began with (1, or the attempt an operator restart
+    # queued): FERRY_MAX_ATTEMPTS counts from here.
+    Column("first_attempt", Integer, nullable=False, server_default=text("1")),
     Column("idempotency_key", Text),
     Column("created_at", _tz(), nullable=False, server_default=text("now()")),
     # Every write moves this; the sweeper ages unconfirmed imports by it.

@@ -8,6 +8,7 @@ on one job; running it twice in a row does nothing the second time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -26,6 +27,9 @@ from shared.timefmt import format_iso, utcnow
 
 log = logging.getLogger(__name__)
 
+# While messages wait in the jobs queue (workers are busy), a queued job is re-published
+# only after this many sweep intervals: its message is most likely waiting in line.
+BUSY_FACTOR = 20
 # A received upload no request adopted within this long is from a request that died.
 INCOMING_MAX_AGE_SECONDS = 3600
 LIVE = frozenset({Status.QUEUED, Status.RUNNING, Status.CANCELLING, Status.AWAITING_CONFIRMATION})
@@ -62,12 +66,14 @@ class Sweeper:
         live: LiveStore,
         storage: LocalStorage,
         publisher: Publisher,
+        backlog: Callable[[], int] | None = None,
     ) -> None:
         self.settings = settings
         self.store = JobStore(engine)
         self.live = live
         self.storage = storage
         self.publisher = publisher
+        self.backlog = backlog
 
     def sweep(self) -> SweepReport:
         """Run every duty once."""
@@ -89,7 +95,7 @@ class Sweeper:
                     self._discard(job)
                     self._announce(job, Status.CANCELLED)
                     report.cancelled.append(job.id)
-            elif job.attempt < self.settings.max_attempts:
+            elif job.attempts_used < self.settings.max_attempts:
                 again = self.store.requeue_interrupted(job)
                 if again is not None:
                     self._publish(again.id)
@@ -98,7 +104,7 @@ class Sweeper:
             else:
                 error = Interrupted(
                     f"attempt {job.attempt} stopped heartbeating (worker {job.worker or '?'}"
-                    f" lost); {self.settings.max_attempts} attempts used"
+                    f" lost); {job.attempts_used} attempt(s) used"
                 )
                 if self.store.fail_interrupted(job, error=error.as_dict()) is not None:
                     self._discard(job)
@@ -106,8 +112,19 @@ class Sweeper:
                     report.failed.append(job.id)
 
     def _lost_messages(self, report: SweepReport) -> None:
-        """Queued jobs nobody claimed for a sweep interval: their message may be gone."""
-        for job_id in self.store.stale_queued(self.settings.sweep_seconds):
+        """Queued jobs nobody claimed for a sweep interval: their message may be gone.
+
+        An empty jobs queue (Redis restarted empty) means the message is gone: re-publish
+        after one interval. While messages wait in the queue, the job's is most likely
+        among them: wait BUSY_FACTOR intervals, so busy workers do not pile up duplicates.
+        """
+        age = self.settings.sweep_seconds
+        try:
+            if self.backlog is not None and self.backlog() > 0:
+                age *= BUSY_FACTOR
+        except Exception:
+            log.warning("sweep: could not read the queue length; re-publishing as if empty")
+        for job_id in self.store.stale_queued(age):
             self._publish(job_id)
             report.republished.append(job_id)
 

@@ -61,6 +61,13 @@ def _build(app: Celery) -> Resources:
         settings=settings, engine=engine, live=live, storage=storage, publisher=publisher
     )
     sweeper = Sweeper(
-        settings=settings, engine=engine, live=live, storage=storage, publisher=publisher
+        settings=settings,
+        engine=engine,
+        live=live,
+        storage=storage,
+        publisher=publisher,
+        # Celery's Redis transport keeps a queue's waiting messages in a list named after
+        # the queue (the broker is REDIS_URL, the same server as live progress).
+        backlog=lambda: int(live.client.llen(settings.jobs_queue)),
     )
     return Resources(runner=runner, sweeper=sweeper)

@@ -293,6 +293,36 @@ def test_given_an_error_that_keeps_coming_when_attempts_run_out_then_the_job_fai
     assert [j for j, _ in rig.publisher.published] == [job.id, job.id]
 
 
+def test_given_a_job_restarted_after_its_attempts_ran_out_then_it_gets_a_fresh_retry_budget(
+    rig: Rig,
+) -> None:
+    """An operator restart begins a new run: FERRY_MAX_ATTEMPTS counts from the restart."""
+    pipeline = FailingPipeline(lambda: StorageError("the disk is full"))
+    job = rig.job()
+    runner = rig.runner(pipeline)
+
+    def deliver_until(status: str) -> list[str]:
+        seen: list[str] = []
+
+        def step() -> bool:
+            outcome = runner.run(job.id)
+            if outcome is not None:
+                seen.append(outcome)
+            return outcome == status
+
+        wait_for(step, timeout=30, interval=0.05, what=f"the job to be {status}")
+        return seen
+
+    assert deliver_until("failed") == ["queued", "queued", "failed"]
+    restarted = rig.store.restart(job.id, by="ops")
+    assert (restarted.attempt, restarted.first_attempt) == (4, 4)
+
+    # When the restarted run fails the same way, it is retried again, not failed at once.
+    assert deliver_until("failed") == ["queued", "queued", "failed"]
+    assert pipeline.attempts == [1, 2, 3, 4, 5, 6]
+    assert rig.store.get(job.id).attempt == 6
+
+
 def test_given_a_non_retryable_error_when_run_then_the_job_fails_at_once_and_cleans_up(
     rig: Rig,
 ) -> None:

@@ -239,6 +239,31 @@ def test_given_a_queued_job_nobody_claimed_when_swept_then_it_is_published_once_
     assert rig.publisher.job_ids() == [stale.id, stale.id]
 
 
+def test_given_messages_waiting_in_the_queue_when_swept_then_queued_jobs_wait_longer(
+    rig: Rig,
+) -> None:
+    """Busy workers: a queued job's message is most likely in line, not lost."""
+    waiting = {"messages": 3}
+    sweeper = Sweeper(
+        settings=rig.settings,
+        engine=rig.engine,
+        live=rig.live,
+        storage=rig.storage,
+        publisher=rig.publisher,
+        backlog=lambda: waiting["messages"],
+    )
+    job = rig.job()
+    # Two sweep intervals old: stale for an empty queue, not for a busy one.
+    rig.sql("UPDATE jobs SET queued_at = now() - interval '2 minutes' WHERE id = :id", id=job.id)
+
+    assert sweeper.sweep().republished == []
+
+    # The queue empties (Redis restarted empty, say): the same age is enough now.
+    waiting["messages"] = 0
+    assert sweeper.sweep().republished == [job.id]
+    assert rig.publisher.job_ids() == [job.id]
+
+
 def test_given_a_queued_retry_waiting_out_its_delay_when_swept_then_it_is_not_published_early(
     rig: Rig,
 ) -> None:
