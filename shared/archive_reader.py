@@ -16,11 +16,12 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import ijson
 import orjson
 from isal import igzip
+from isal.igzip_lib import IsalError
 
 from shared.errors import BadArchive, UnsupportedVersion
 from shared.unpack import RATIO_FLOOR_BYTES
@@ -35,7 +36,7 @@ _NAMES = {
     "samples": re.compile(r"^\d{4}-W\d{2}\.json(\.gz)?$"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
-_DAMAGED = (EOFError, zlib.error, OSError, ValueError)
+_DAMAGED: tuple[type[BaseException], ...] = (EOFError, zlib.error, OSError, ValueError, IsalError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +161,7 @@ def _digest(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _open(data: DataFile, max_ratio: float) -> IO[bytes]:
+def _open(data: DataFile, max_ratio: float) -> io.BufferedReader:
     raw = data.path.open("rb")
     if raw.read(2) != _GZIP_MAGIC:
         raw.seek(0)
@@ -186,6 +187,7 @@ def records(data: DataFile, *, max_ratio: float) -> Iterator[tuple[int, Any]]:
                 return
         # Not one object per line after all: stream the whole file, skipping what was read.
         with _open(data, max_ratio) as stream:
+            _expect_array(stream, data.relative)
             for index, value in enumerate(ijson.items(stream, "item", use_float=True)):
                 if index >= done:
                     yield index, value
@@ -198,9 +200,23 @@ def records(data: DataFile, *, max_ratio: float) -> Iterator[tuple[int, Any]]:
 
 
 _FALLBACK = object()
+_WHITESPACE = b" \t\r\n"
 
 
-def _lines(stream: IO[bytes], relative: str) -> Iterator[Any]:
+def _expect_array(stream: io.BufferedReader, relative: str) -> None:
+    """Refuse a file whose top-level value is not an array (ijson would yield nothing)."""
+    while True:
+        head = stream.peek(1)[:1]  # peek: the '[' stays for the parser
+        if not head:
+            raise BadArchive(f"{relative}: empty file, not a JSON array")
+        if head not in _WHITESPACE:
+            break
+        stream.read(1)
+    if head != b"[":
+        raise BadArchive(f"{relative}: not a JSON array (the file must hold one array)")
+
+
+def _lines(stream: io.BufferedReader, relative: str) -> Iterator[Any]:
     """Values of a line-per-object array; yields _FALLBACK when the layout is different."""
     while True:
         raw = stream.readline(MAX_LINE)
@@ -212,6 +228,9 @@ def _lines(stream: IO[bytes], relative: str) -> Iterator[Any]:
     if first != b"[":
         yield _FALLBACK
         return
+    # Every object but the last ends with a comma. Anything else (a missing or trailing
+    # comma included) goes to the strict streaming parser, which names the error.
+    comma_pending = None  # None: no object yet; True/False: did the last one end with ","
     while True:
         line = stream.readline(MAX_LINE)
         if not line:
@@ -223,10 +242,17 @@ def _lines(stream: IO[bytes], relative: str) -> Iterator[Any]:
         if not text:
             continue
         if text == b"]":
+            if comma_pending:
+                yield _FALLBACK
+                return
             if stream.read(MAX_LINE).strip():
                 raise BadArchive(f"{relative}: data after the end of the array")
             return
-        if text.endswith(b","):
+        if comma_pending is False:
+            yield _FALLBACK
+            return
+        comma_pending = text.endswith(b",")
+        if comma_pending:
             text = text[:-1]
         if text.startswith(b"{") and text.endswith(b"}"):
             try:

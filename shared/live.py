@@ -7,6 +7,7 @@ test runs against both.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -18,6 +19,8 @@ import orjson
 import redis
 
 from shared.keys import CANCEL_TTL_SECONDS, PROGRESS_TTL_SECONDS, Keys
+
+log = logging.getLogger(__name__)
 
 
 class Subscription(Protocol):
@@ -144,6 +147,15 @@ class RedisLiveStore:
     def ping(self) -> bool:
         """Whether Redis answers."""
         return bool(self.client.ping())
+
+
+def announce_status(live: LiveStore, job_id: str, status: str, attempt: int) -> None:
+    """Tell followers of a job that its status changed; best effort (Redis may be down,
+    and SSE and `ferry jobs watch` re-read the row when it is quiet)."""
+    try:
+        live.announce(job_id, {"type": "status", "status": status, "attempt": attempt})
+    except Exception:
+        log.debug("job %s: status event not sent (Redis unreachable)", job_id)
 
 
 class MemoryLiveStore:

@@ -30,7 +30,7 @@ from shared.errors import (
 )
 from shared.jobstate import Status, backoff_seconds
 from shared.jobstore import Job, JobStore
-from shared.live import LiveStore
+from shared.live import LiveStore, announce_status
 from shared.pipeline import AwaitConfirmation, Pipeline, Succeeded
 from shared.pipelines import PIPELINES, discard_job
 from shared.progress import ProgressTracker
@@ -105,7 +105,7 @@ class JobRunner:
             log.info("job %s: not claimable (held, waiting, or finished); delivery ignored", job_id)
             return None
         log.info("job %s: attempt %s of %s started", job.id, job.attempt, job.type)
-        self._announce(job, Status.RUNNING)
+        announce_status(self.live, job.id, Status.RUNNING, job.attempt)
         pipeline = self.pipelines.get(job.type)
         if pipeline is None:
             return self._fail(job, FerryError(f"no pipeline for job type {job.type!r}"))
@@ -162,7 +162,7 @@ class JobRunner:
         if isinstance(outcome, AwaitConfirmation):
             self._save_progress(ctx)
             done = self.store.await_confirmation(job.id, job.attempt, preview=outcome.preview)
-            self._announce(done, Status.AWAITING_CONFIRMATION)
+            announce_status(self.live, done.id, Status.AWAITING_CONFIRMATION, done.attempt)
             return done.status
         return self._succeed(ctx, outcome)
 
@@ -186,7 +186,7 @@ class JobRunner:
             log.warning("job %s: finished work but no longer owns the job", job.id)
             return None
         self._put_progress(job.id, final)
-        self._announce(done, Status.SUCCEEDED)
+        announce_status(self.live, done.id, Status.SUCCEEDED, done.attempt)
         log.info("job %s: succeeded on attempt %s", job.id, job.attempt)
         return done.status
 
@@ -199,7 +199,7 @@ class JobRunner:
             log.warning("job %s: cancelled, but the attempt no longer owns the job", job.id)
             return None
         self._clear_flag(job.id)
-        self._announce(done, Status.CANCELLED)
+        announce_status(self.live, done.id, Status.CANCELLED, done.attempt)
         log.info("job %s: cancelled on attempt %s, output removed", job.id, job.attempt)
         return done.status
 
@@ -212,7 +212,7 @@ class JobRunner:
                     job.id, job.attempt, error=error.as_dict(), delay_seconds=delay
                 )
                 self._publish(job.id, countdown=delay + RETRY_SLACK_SECONDS)
-                self._announce(done, Status.QUEUED)
+                announce_status(self.live, done.id, Status.QUEUED, done.attempt)
                 log.info("job %s: retrying as attempt %s in %.1fs", job.id, done.attempt, delay)
                 return done.status
             discard_job(job, settings=self.settings, storage=self.storage, pipelines=self.pipelines)
@@ -224,7 +224,7 @@ class JobRunner:
             # Recording failed (database down): the lease runs out and the sweeper decides.
             log.exception("job %s: could not record the failure", job.id)
             return None
-        self._announce(done, Status.FAILED)
+        announce_status(self.live, done.id, Status.FAILED, done.attempt)
         return done.status
 
     # --- best-effort side channels ----------------------------------------------------------
@@ -240,12 +240,6 @@ class JobRunner:
             self.live.put_progress(job_id, progress)
         except Exception:
             log.debug("job %s: final progress not sent to Redis", job_id)
-
-    def _announce(self, job: Job, status: str) -> None:
-        try:
-            self.live.announce(job.id, {"type": "status", "status": status, "attempt": job.attempt})
-        except Exception:
-            log.debug("job %s: status event not sent (Redis unreachable)", job.id)
 
     def _clear_flag(self, job_id: str) -> None:
         try:

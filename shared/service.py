@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from shared.errors import Conflict, Gone, NotFound
 from shared.jobstate import OWNED, JobType, Status
 from shared.jobstore import Job, JobEvent, JobFilter, JobStore
-from shared.live import LiveStore
+from shared.live import LiveStore, announce_status
 from shared.params import ImportArchiveParams, parse_export_request
 from shared.pipelines import discard_job
 from shared.publisher import Publisher
@@ -109,7 +109,7 @@ class JobService:
         """Let an awaiting import go on to apply (Conflict while its report has errors)."""
         job = self.store.confirm(job_id, account_id=account_id, skip_invalid=skip_invalid)
         self._publish(job.id)
-        self._announce(job)
+        announce_status(self.live, job.id, job.status, job.attempt)
         return job
 
     # --- reading ----------------------------------------------------------------------
@@ -193,7 +193,7 @@ class JobService:
             except Exception:
                 # The worker reads the jobs row at every heartbeat, so the cancel still lands.
                 log.warning("job %s: cancel flag not set in Redis; the row carries it", job.id)
-        self._announce(job)
+        announce_status(self.live, job.id, job.status, job.attempt)
         return job
 
     def retry(self, job_id: str, *, account_id: str | None = None, by: str = "user") -> Job:
@@ -216,7 +216,7 @@ class JobService:
         except Exception:
             log.warning("job %s: old cancel flag not cleared in Redis", job.id)
         self._publish(job.id)
-        self._announce(job)
+        announce_status(self.live, job.id, job.status, job.attempt)
 
     def _publish(self, job_id: str) -> None:
         try:
@@ -224,14 +224,6 @@ class JobService:
         except Exception:
             # The job is committed as queued; the sweeper re-publishes it.
             log.warning("job %s: not published now; the sweeper will publish it", job_id)
-
-    def _announce(self, job: Job) -> None:
-        try:
-            self.live.announce(
-                job.id, {"type": "status", "status": job.status, "attempt": job.attempt}
-            )
-        except Exception:
-            log.debug("job %s: status event not sent", job.id)
 
 
 def _iso(value: Any) -> str | None:

@@ -17,7 +17,7 @@ from shared.db import raw_connection
 from shared.errors import Interrupted
 from shared.jobstate import Status
 from shared.jobstore import Job, JobStore
-from shared.live import LiveStore
+from shared.live import LiveStore, announce_status
 from shared.pipelines import discard_job
 from shared.publisher import Publisher
 from shared.settings import Settings
@@ -93,13 +93,13 @@ class Sweeper:
             if job.status == Status.CANCELLING:
                 if self.store.cancel_expired(job) is not None:
                     self._discard(job)
-                    self._announce(job, Status.CANCELLED)
+                    announce_status(self.live, job.id, Status.CANCELLED, job.attempt)
                     report.cancelled.append(job.id)
             elif job.attempts_used < self.settings.max_attempts:
                 again = self.store.requeue_interrupted(job)
                 if again is not None:
                     self._publish(again.id)
-                    self._announce(again, Status.QUEUED)
+                    announce_status(self.live, again.id, Status.QUEUED, again.attempt)
                     report.requeued.append(job.id)
             else:
                 error = Interrupted(
@@ -108,7 +108,7 @@ class Sweeper:
                 )
                 if self.store.fail_interrupted(job, error=error.as_dict()) is not None:
                     self._discard(job)
-                    self._announce(job, Status.FAILED)
+                    announce_status(self.live, job.id, Status.FAILED, job.attempt)
                     report.failed.append(job.id)
 
     def _lost_messages(self, report: SweepReport) -> None:
@@ -195,9 +195,3 @@ class Sweeper:
             self.publisher.publish(job_id)
         except Exception:
             log.warning("sweep: could not publish job %s; next sweep tries again", job_id)
-
-    def _announce(self, job: Job, status: str) -> None:
-        try:
-            self.live.announce(job.id, {"type": "status", "status": status, "attempt": job.attempt})
-        except Exception:
-            log.debug("sweep: status event for %s not sent", job.id)

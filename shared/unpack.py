@@ -94,16 +94,26 @@ def _check_totals(members: list[Member], upload_bytes: int, limits: Limits) -> N
 def _zip_members(archive: zipfile.ZipFile) -> list[Member]:
     members = []
     for info in archive.infolist():
-        path = safe_path(info.filename)
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
+        if info.flag_bits & 0x1:
+            raise BadArchive(f"archive member {info.filename!r} is encrypted")
+        kind = stat.S_IFMT(info.external_attr >> 16)
+        if kind == stat.S_IFLNK:
             raise BadArchive(f"archive member {info.filename!r} is a link")
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        # Zips written without Unix modes carry no file-type bits: those are plain files.
+        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
             raise BadArchive(f"archive member {info.filename!r} is not a regular file")
-        if info.is_dir():
+        if info.is_dir() or kind == stat.S_IFDIR:
+            _check_dir_name(info.filename)
             continue
-        members.append(Member(path, info.file_size, info.compress_size))
+        members.append(Member(safe_path(info.filename), info.file_size, info.compress_size))
     return members
+
+
+def _check_dir_name(name: str) -> None:
+    """A folder entry may be the archive's root ('.'), but may not escape it either."""
+    if PurePosixPath(name.replace("\\", "/")).parts in ((), (".",)):
+        return
+    safe_path(name)
 
 
 # --- tar ----------------------------------------------------------------------------------
@@ -115,11 +125,12 @@ def _tar_members(upload: Path) -> list[Member]:
     try:
         with tarfile.open(upload, mode="r|*") as archive:
             for info in archive:
-                path = safe_path(info.name)
                 if info.issym() or info.islnk():
                     raise BadArchive(f"archive member {info.name!r} is a link")
                 if info.isdir():
+                    _check_dir_name(info.name)
                     continue
+                path = safe_path(info.name)
                 if not info.isreg():
                     raise BadArchive(f"archive member {info.name!r} is not a regular file")
                 members.append(Member(path, info.size, None))
@@ -158,11 +169,17 @@ def _copy_limited(
 
 def _targets(members: list[Member], dest: Path) -> Iterator[tuple[Member, Path]]:
     root = dest.resolve()
-    seen: set[PurePosixPath] = set()
+    files = {m.path for m in members}
+    if len(files) != len(members):
+        seen: set[PurePosixPath] = set()
+        for member in members:
+            if member.path in seen:
+                raise BadArchive(f"archive member {member.path} appears twice")
+            seen.add(member.path)
     for member in members:
-        if member.path in seen:
-            raise BadArchive(f"archive member {member.path} appears twice")
-        seen.add(member.path)
+        for parent in member.path.parents:
+            if parent in files:
+                raise BadArchive(f"archive member {parent} is both a file and a folder")
         target = (root / member.path).resolve()
         if not target.is_relative_to(root):
             raise BadArchive(f"archive member {member.path} escapes the archive folder")
