@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ijson
 import orjson
@@ -36,7 +36,14 @@ _NAMES = {
     "samples": re.compile(r"^\d{4}-W\d{2}\.json(\.gz)?$"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
-_DAMAGED: tuple[type[BaseException], ...] = (EOFError, zlib.error, OSError, ValueError, IsalError)
+# isal declares IsalError loosely; it is an exception class (a damaged deflate stream).
+_DAMAGED: tuple[type[BaseException], ...] = (
+    EOFError,
+    zlib.error,
+    OSError,
+    ValueError,
+    cast(type[BaseException], IsalError),
+)
 
 
 @dataclass(frozen=True, slots=True)
