@@ -208,10 +208,13 @@ def records(data: DataFile, *, max_ratio: float) -> Iterator[tuple[int, Any]]:
 
 _FALLBACK = object()
 _WHITESPACE = b" \t\r\n"
+_BOM = b"\xef\xbb\xbf"  # RFC 8259 lets a reader ignore a leading UTF-8 byte order mark
 
 
 def _expect_array(stream: io.BufferedReader, relative: str) -> None:
     """Refuse a file whose top-level value is not an array (ijson would yield nothing)."""
+    if stream.peek(3)[:3] == _BOM:
+        stream.read(3)
     while True:
         head = stream.peek(1)[:1]  # peek: the '[' stays for the parser
         if not head:
@@ -229,7 +232,7 @@ def _lines(stream: io.BufferedReader, relative: str) -> Iterator[Any]:
         raw = stream.readline(MAX_LINE)
         if not raw:
             raise BadArchive(f"{relative}: empty file, not a JSON array")
-        first = raw.strip()
+        first = raw.removeprefix(_BOM).strip()
         if first:
             break
     if first != b"[":
@@ -252,8 +255,9 @@ def _lines(stream: io.BufferedReader, relative: str) -> Iterator[Any]:
             if comma_pending:
                 yield _FALLBACK
                 return
-            if stream.read(MAX_LINE).strip():
-                raise BadArchive(f"{relative}: data after the end of the array")
+            while rest := stream.read(1024 * 1024):
+                if rest.strip():
+                    raise BadArchive(f"{relative}: data after the end of the array")
             return
         if comma_pending is False:
             yield _FALLBACK

@@ -85,6 +85,8 @@ class ImportArchive:
             return AwaitConfirmation(preview)
         if not params.confirm:
             return AwaitConfirmation(preview)
+        # The report stays on the job after it succeeds: warnings, counts, what was skipped.
+        ctx.store.save_preview(ctx.job.id, ctx.attempt, preview)
         self._apply(ctx, params, staging, report)
         return self._finalize(ctx, staging)
 
@@ -328,6 +330,11 @@ class ImportArchive:
         self, ctx: JobContext, params: ImportArchiveParams, staging: Staging, report: Report
     ) -> None:
         staged = ctx.checkpoint.get("staged") or {}
+        seen = sum(c.get("records", 0) for c in report.counts.values())
+        # Totals of the phases before apply, for a delivery that starts here after the
+        # confirmation: the weights stay those the report was shown with.
+        ctx.tracker.set_total("validate", seen)
+        ctx.tracker.set_total("stage", sum(staged.values()))
         ctx.tracker.set_total("apply", sum(staged.values()))
         ctx.tracker.set_total("edges", staged.get("items", 0))
         ctx.start_phase("apply")

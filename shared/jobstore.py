@@ -365,7 +365,8 @@ class JobStore:
                 job_id,
                 attempt,
                 "status = 'queued', attempt = attempt + 1, queued_at = now(),"
-                " not_before = now() + make_interval(secs => :delay), heartbeat_at = NULL",
+                " not_before = now() + make_interval(secs => :delay), heartbeat_at = NULL,"
+                " progress = NULL",
                 {"delay": delay_seconds},
                 statuses="('running')",
             )
@@ -532,7 +533,7 @@ class JobStore:
             row = conn.execute(
                 text(
                     "UPDATE jobs SET status = 'queued', attempt = attempt + 1, queued_at = now(),"
-                    " heartbeat_at = NULL, updated_at = now()"
+                    " heartbeat_at = NULL, progress = NULL, updated_at = now()"
                     " WHERE id = :id AND attempt = :attempt AND status = 'running'"
                     " AND heartbeat_at = :heartbeat"
                     f" RETURNING {_COLUMNS}"

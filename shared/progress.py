@@ -28,6 +28,7 @@ class Phase:
     rows: bool
     total: int = 0
     done: int = 0
+    sized: bool = False  # set_total was called: the total is known (zero included)
 
     def fraction(self) -> float:
         """How much of this phase is done, in [0, 1]."""
@@ -39,13 +40,21 @@ class Phase:
 class ProgressTracker:
     """Tracks one attempt's phases and turns them into the API's progress object."""
 
-    def __init__(self, phases: Sequence[tuple[str, bool]], *, started: float) -> None:
+    def __init__(
+        self,
+        phases: Sequence[tuple[str, bool]],
+        *,
+        started: float,
+        floor: float = 0.0,
+    ) -> None:
+        """`floor`: the overall this attempt already showed (a later delivery of the same
+        attempt, e.g. an import going on after its confirmation, never shows less)."""
         if not phases:
             raise ValueError("a job has at least one phase")
         self.phases = [Phase(name, rows) for name, rows in phases]
         self._index = 0
         self._started = started
-        self._overall = 0.0
+        self._overall = min(max(0.0, floor), MAX_UNFINISHED)
         self._succeeded = False
         self._rate: float | None = None
         self._last: tuple[float, float] | None = None  # (clock, overall) of the last sample
@@ -63,7 +72,9 @@ class ProgressTracker:
 
     def set_total(self, name: str, total: int) -> None:
         """Declare how many units a phase will do (known once `prepare` has counted)."""
-        self.phases[self._find(name)].total = max(0, int(total))
+        phase = self.phases[self._find(name)]
+        phase.total = max(0, int(total))
+        phase.sized = True
 
     def start(self, name: str) -> None:
         """Enter phase `name`; every earlier phase counts as complete from now on."""
@@ -103,6 +114,10 @@ class ProgressTracker:
         """Weighted share of work done: in [0, 1], never decreasing, 1 only on success."""
         if self._succeeded:
             return 1.0
+        if any(p.rows for p in self.phases) and not any(p.sized for p in self.phases if p.rows):
+            # The job's size is not known yet (an import still unpacking): the step phases
+            # alone would claim a large share of it.
+            return self._overall
         weights = self._weights()
         total_weight = sum(weights)
         done = 0.0

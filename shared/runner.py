@@ -68,6 +68,13 @@ def classify(exc: BaseException) -> FerryError:
     return FerryError(f"unexpected {type(exc).__name__}: {exc}")
 
 
+def _shown_overall(job: Job) -> float:
+    """What this attempt already showed, when an earlier delivery of it reported (an
+    import going on after its confirmation). A new attempt starts with no snapshot: the
+    job store clears it whenever the attempt changes."""
+    return float((job.progress or {}).get("overall") or 0.0)
+
+
 class JobRunner:
     """Runs job deliveries in a worker process."""
 
@@ -123,7 +130,9 @@ class JobRunner:
             store=self.store,
             live=self.live,
             storage=self.storage,
-            tracker=ProgressTracker(pipeline.phases, started=self.clock()),
+            tracker=ProgressTracker(
+                pipeline.phases, started=self.clock(), floor=_shown_overall(job)
+            ),
             watcher=watcher,
             clock=self.clock,
         )
@@ -136,7 +145,6 @@ class JobRunner:
     def _run(self, ctx: JobContext, pipeline: Pipeline) -> str | None:
         job = ctx.job
         try:
-            ctx.report(force=True)
             outcome = pipeline.run(ctx)
             ctx.check()
         except JobCancelled:

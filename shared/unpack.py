@@ -61,20 +61,23 @@ def safe_path(name: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
-def _check_totals(members: list[Member], upload_bytes: int, limits: Limits) -> None:
-    if len(members) > MAX_MEMBERS:
-        raise BadArchive(f"archive has more than {MAX_MEMBERS} members")
-    total = sum(m.size for m in members)
+def _check_running_total(total: int, upload_bytes: int, limits: Limits) -> None:
     if total > limits.max_expanded_bytes:
         raise BadArchive(
-            f"archive expands to {total} bytes, over the limit of {limits.max_expanded_bytes}"
+            f"archive expands past the limit of {limits.max_expanded_bytes} bytes"
             " (decompression bomb?)"
         )
     if total > RATIO_FLOOR_BYTES and total / max(1, upload_bytes) > limits.max_ratio:
         raise BadArchive(
-            f"archive expands {total / max(1, upload_bytes):.0f}:1, over the limit of"
-            f" {limits.max_ratio:.0f}:1 (decompression bomb?)"
+            f"archive expands more than {limits.max_ratio:.0f}:1, over the limit"
+            " (decompression bomb?)"
         )
+
+
+def _check_totals(members: list[Member], upload_bytes: int, limits: Limits) -> None:
+    if len(members) > MAX_MEMBERS:
+        raise BadArchive(f"archive has more than {MAX_MEMBERS} members")
+    _check_running_total(sum(m.size for m in members), upload_bytes, limits)
     for member in members:
         if (
             member.compressed is not None
@@ -119,8 +122,14 @@ def _check_dir_name(name: str) -> None:
 # --- tar ----------------------------------------------------------------------------------
 
 
-def _tar_members(upload: Path) -> list[Member]:
-    """Read every header once (streaming, data skipped) and refuse anything unsafe."""
+def _tar_members(upload: Path, limits: Limits) -> list[Member]:
+    """Read every header once (streaming, data skipped) and refuse anything unsafe.
+
+    Sizes are added up header by header, so a bomb is refused as soon as its headers
+    say so, before the rest of it is decompressed.
+    """
+    upload_bytes = upload.stat().st_size
+    total = 0
     members = []
     try:
         with tarfile.open(upload, mode="r|*") as archive:
@@ -134,6 +143,8 @@ def _tar_members(upload: Path) -> list[Member]:
                 if not info.isreg():
                     raise BadArchive(f"archive member {info.name!r} is not a regular file")
                 members.append(Member(path, info.size, None))
+                total += info.size
+                _check_running_total(total, upload_bytes, limits)
                 if len(members) > MAX_MEMBERS:
                     raise BadArchive(f"archive has more than {MAX_MEMBERS} members")
     except _DAMAGED as exc:
@@ -210,7 +221,7 @@ def unpack(upload: Path, dest: Path, *, limits: Limits) -> int:
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
             raise BadArchive(f"the zip archive is damaged: {exc}") from None
     elif _is_tar(upload):
-        members = _tar_members(upload)
+        members = _tar_members(upload, limits)
         _check_totals(members, upload_bytes, limits)
         by_path = {m.path: (m, t) for m, t in _targets(members, dest)}
         try:
