@@ -222,28 +222,19 @@ def encode_item(row: Mapping[str, Any]) -> dict[str, Any]:
 # runs at ~3 µs a record against ~11 µs for a loop calling one decoder per field
 # (bench/import.py). The field table stays the single statement of the rules.
 
-# Dates in this strict form pass through to PostgreSQL as they are (after Python has
-# checked them); any other accepted form is rewritten as ISO 8601 first, so the two never
-# disagree on what a date string means.
-_CANONICAL_DATE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
-).match
 _UUID_MATCH = _UUID.match
-_ITEM_ID_KEYS = frozenset({"itemId", "lastSaved"})
 
 
-def _archive_date(value: Any) -> str:
-    """An accepted archive date as a string PostgreSQL reads the same way; ValueError if not."""
+def _archive_date(value: Any) -> datetime:
+    """An accepted archive date as an aware datetime; ValueError if it is not one."""
     if value.__class__ is str:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             parsed = parse_iso(value)  # the lenient reader (e.g. a lower-case "z")
-        if parsed.tzinfo is not None and _CANONICAL_DATE(value):
-            return str(value)
-        return format_iso(parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC))
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     if value.__class__ is int or value.__class__ is float:
-        return format_iso(from_number(float(value)))
+        return from_number(float(value))
     raise ValueError("not a date")
 
 
@@ -327,8 +318,7 @@ def _compile(fields: tuple[Field, ...], prefix: str) -> Decoder:
 def compile_decoder(fields: tuple[Field, ...], *, prefix: str = "") -> Decoder:
     """A function: archive object -> (values in field order, problems or None).
 
-    UUIDs come out lower-case and dates as ISO 8601 strings (the import stages them as
-    text and PostgreSQL casts them once, in the apply).
+    UUIDs come out as lower-case strings and dates as aware datetimes.
     """
     return _compile(fields, prefix)
 
@@ -386,22 +376,15 @@ def item_row(obj: Any) -> tuple[tuple[Any, ...], list[Problem] | None]:
         else:
             trip = values
     start, end = base[2], base[3]
-    if start is not None and end is not None and parse_iso(end) < parse_iso(start):
+    if start is not None and end is not None and end < start:
         extra.append(Problem("base.endDate", "is before startDate"))
     if extra:
         problems = (problems or []) + extra
     return base + visit + trip, problems
 
 
-def _as_dict(
-    columns: tuple[str, ...], fields: tuple[Field, ...], row: tuple[Any, ...]
-) -> dict[str, Any]:
-    kinds = {f.column: f.kind for f in fields}
-    out = dict(zip(columns, row, strict=True))
-    for column, value in out.items():
-        if value is not None and kinds.get(column) is Kind.DATE:
-            out[column] = parse_iso(value)
-    return out
+def _as_dict(columns: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:
+    return dict(zip(columns, row, strict=True))
 
 
 def decode_place(obj: Any) -> tuple[dict[str, Any], list[Problem]]:
@@ -409,7 +392,7 @@ def decode_place(obj: Any) -> tuple[dict[str, Any], list[Problem]]:
     row, problems = place_row(obj)
     if not row:
         return {}, list(problems or [])
-    return _as_dict(PLACE_COLUMNS, PLACE_FIELDS, row), list(problems or [])
+    return _as_dict(PLACE_COLUMNS, row), list(problems or [])
 
 
 def decode_sample(obj: Any) -> tuple[dict[str, Any], list[Problem]]:
@@ -417,7 +400,7 @@ def decode_sample(obj: Any) -> tuple[dict[str, Any], list[Problem]]:
     row, problems = sample_row(obj)
     if not row:
         return {}, list(problems or [])
-    return _as_dict(SAMPLE_COLUMNS, SAMPLE_FIELDS, row), list(problems or [])
+    return _as_dict(SAMPLE_COLUMNS, row), list(problems or [])
 
 
 def decode_item(obj: Any) -> tuple[dict[str, Any], list[Problem]]:
@@ -425,5 +408,4 @@ def decode_item(obj: Any) -> tuple[dict[str, Any], list[Problem]]:
     row, problems = item_row(obj)
     if not row:
         return {}, list(problems or [])
-    fields = ITEM_BASE_FIELDS + VISIT_FIELDS + TRIP_FIELDS
-    return _as_dict(ITEM_COLUMNS, fields, row), list(problems or [])
+    return _as_dict(ITEM_COLUMNS, row), list(problems or [])
