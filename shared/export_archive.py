@@ -9,7 +9,6 @@ matches and writes only the rest.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,8 +30,6 @@ from shared.pipeline import Succeeded
 from shared.settings import Settings
 from shared.storage import storage_errors
 from shared.timefmt import format_iso, parse_iso, utcnow
-
-log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "2.4.0"
 ARCHIVE_FOLDER = "export-%Y-%m-%d-%H%M%S"

@@ -613,15 +613,6 @@ class JobStore:
             )
             return [r.id for r in rows]
 
-    def jobs_with_status(self, statuses: Iterable[str]) -> list[Job]:
-        """Every job in one of `statuses` (the sweeper's view of live and finished jobs)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text(f"SELECT {_COLUMNS} FROM jobs WHERE status = ANY(:s)"),
-                {"s": list(statuses)},
-            )
-            return [_job(r) for r in rows]
-
     def statuses_of(self, job_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
         """Status and attempt of each of `job_ids` that exists."""
         ids = [j for j in job_ids if _is_uuid(j)]

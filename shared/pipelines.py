@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 
 from shared.errors import BadRequest
@@ -13,8 +12,6 @@ from shared.jobstore import Job
 from shared.pipeline import Pipeline
 from shared.settings import Settings
 from shared.storage import LocalStorage
-
-log = logging.getLogger(__name__)
 
 PIPELINES: dict[str, Pipeline] = {
     JobType.EXPORT_ARCHIVE: ExportArchive(),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 
 TOKEN_PREFIX = "fy_"
@@ -21,8 +20,3 @@ def hash_token(token: str) -> str:
     hash would only add latency to every API call.
     """
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def same_hash(a: str, b: str) -> bool:
-    """Constant-time comparison of two token hashes."""
-    return hmac.compare_digest(a, b)
