@@ -150,16 +150,16 @@ class ImportArchive:
                     )
                 conn.commit()
                 ctx.finish_phase()
-                staged = staging.counts(conn)
-                ctx.tracker.set_total("stage", sum(staged.values()))
+                ctx.tracker.set_total("stage", sum(staging.counts(conn).values()))
                 ctx.start_phase("stage")
-                self._stage(ctx, conn, staging, files, report)
+                # What staging holds after its checks (repeated ids are gone by then): the
+                # apply's totals, and what a later delivery checks staging against.
+                staged = self._stage(ctx, conn, staging, files, report)
                 conn.commit()
             finally:
                 unregister()
         clear(folder)
-        for phase in ("apply",):
-            ctx.tracker.set_total(phase, sum(staged.values()))
+        ctx.tracker.set_total("apply", sum(staged.values()))
         ctx.tracker.set_total("edges", staged["items"])
         ctx.checkpoint = {
             "stage": "staged",
@@ -226,7 +226,8 @@ class ImportArchive:
         staging: Staging,
         files: list[DataFile],
         report: Report,
-    ) -> None:
+    ) -> dict[str, int]:
+        """Run the set-based checks; returns the rows staging holds afterwards, per kind."""
         names = [f.relative for f in files]
         account = ctx.job.account_id
         staging.index(conn)
@@ -298,6 +299,7 @@ class ImportArchive:
             report.count(kind, "existing", existing)
             report.count(kind, "newer_in_archive", newer)
             ctx.advance(staged[kind])
+        return staged
 
     @staticmethod
     def _warn(

@@ -896,3 +896,27 @@ def test_given_an_import_when_validation_starts_then_overall_shows_little_done(
     assert starting, seen
     shown = [(p["phase"], p["overall"], p["rows_total"]) for p in starting]
     assert all(p["overall"] < 0.1 for p in starting), shown
+
+
+def test_given_a_report_with_duplicates_when_confirmed_then_apply_uses_staging_as_checked(
+    ferry: InProcess, invalid_import: InvalidImport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staging as the stage phase left it (repeats removed) is what confirmation picks up:
+    the confirmed delivery goes straight to apply, and no repeat is counted as kept."""
+    from shared.import_archive import ImportArchive
+
+    prepared: list[str] = []
+    original = ImportArchive._prepare
+
+    def counting(self: ImportArchive, ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        prepared.append(ctx.job.id)
+        return original(self, ctx, *args, **kwargs)
+
+    monkeypatch.setattr(ImportArchive, "_prepare", counting)
+
+    done = ferry.confirm(invalid_import.job.id, invalid_import.account.id, skip_invalid=True)
+
+    assert done.status == "succeeded", done.error
+    assert prepared == []
+    assert done.result is not None
+    assert done.result["kept_existing"] == {"places": 0, "items": 0, "samples": 0}
