@@ -29,7 +29,17 @@ _COLUMNS = (
     " queued_at, not_before, started_at, heartbeat_at, finished_at, cancel_requested_at,"
     " worker, progress, checkpoint, error, result, preview"
 )
-_OWNED_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(OWNED)) + ")"
+
+
+def _in(statuses: Iterable[str]) -> str:
+    """A SQL list of statuses, for `status IN …` (the values are Ferry's own constants)."""
+    return "(" + ", ".join(f"'{s}'" for s in sorted(statuses)) + ")"
+
+
+_OWNED_SQL = _in(OWNED)
+_RUNNING_SQL = _in({Status.RUNNING})
+_CANCEL_AT_ONCE_SQL = _in(CANCEL_AT_ONCE)
+_RESTARTABLE_SQL = _in(RESTARTABLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +266,30 @@ class JobStore:
             cancel_requested=row.status == Status.CANCELLING or row.cancel_requested_at is not None,
         )
 
+    @staticmethod
+    def _fenced_update(
+        conn: Connection,
+        job_id: str,
+        attempt: int,
+        assignments: str,
+        params: Mapping[str, Any],
+        *,
+        statuses: str,
+        returning: str,
+    ) -> Any:
+        """UPDATE the job only while `attempt` owns it; LeaseLost when it does not."""
+        row = conn.execute(
+            text(
+                f"UPDATE jobs SET {assignments}, updated_at = now()"
+                f" WHERE id = :id AND attempt = :attempt AND status IN {statuses}"
+                f" RETURNING {returning}"
+            ),
+            {"id": job_id, "attempt": attempt, **params},
+        ).first()
+        if row is None:
+            raise LeaseLost(f"attempt {attempt} of job {job_id} no longer owns it")
+        return row
+
     def _fenced(
         self,
         conn: Connection,
@@ -266,16 +300,10 @@ class JobStore:
         *,
         statuses: str = _OWNED_SQL,
     ) -> Job:
-        row = conn.execute(
-            text(
-                f"UPDATE jobs SET {assignments}, updated_at = now()"
-                f" WHERE id = :id AND attempt = :attempt AND status IN {statuses}"
-                f" RETURNING {_COLUMNS}"
-            ),
-            {"id": job_id, "attempt": attempt, **params},
-        ).first()
-        if row is None:
-            raise LeaseLost(f"attempt {attempt} of job {job_id} no longer owns it")
+        """A fenced write that answers the job as it now is (state changes)."""
+        row = self._fenced_update(
+            conn, job_id, attempt, assignments, params, statuses=statuses, returning=_COLUMNS
+        )
         return _job(row)
 
     def _fenced_write(
@@ -288,15 +316,9 @@ class JobStore:
     ) -> None:
         """A fenced write whose caller needs no row back (progress, checkpoint, preview):
         nothing is returned and parsed on the hot path."""
-        result = conn.execute(
-            text(
-                f"UPDATE jobs SET {assignments}, updated_at = now()"
-                f" WHERE id = :id AND attempt = :attempt AND status IN {_OWNED_SQL}"
-            ),
-            {"id": job_id, "attempt": attempt, **params},
+        self._fenced_update(
+            conn, job_id, attempt, assignments, params, statuses=_OWNED_SQL, returning="id"
         )
-        if result.rowcount != 1:
-            raise LeaseLost(f"attempt {attempt} of job {job_id} no longer owns it")
 
     def save_progress(self, job_id: str, attempt: int, progress: Mapping[str, Any]) -> None:
         """Write the progress snapshot (fenced)."""
@@ -359,7 +381,7 @@ class JobStore:
                 "status = 'succeeded', finished_at = now(), result = CAST(:r AS jsonb),"
                 " progress = CAST(:p AS jsonb), error = NULL, checkpoint = NULL",
                 {"r": _json(result), "p": _json(progress)},
-                statuses="('running', 'cancelling')" if despite_cancel else "('running')",
+                statuses=_OWNED_SQL if despite_cancel else _RUNNING_SQL,
             )
             self._event(conn, job_id, attempt, "succeeded", None)
         return job
@@ -390,7 +412,7 @@ class JobStore:
                 " not_before = now() + make_interval(secs => :delay), heartbeat_at = NULL,"
                 " progress = NULL",
                 {"delay": delay_seconds},
-                statuses="('running')",
+                statuses=_RUNNING_SQL,
             )
             self._event(
                 conn, job_id, attempt, "retry_scheduled", {**error, "delay_seconds": delay_seconds}
@@ -407,7 +429,7 @@ class JobStore:
                 "status = 'awaiting_confirmation', preview = CAST(:v AS jsonb),"
                 " heartbeat_at = NULL",
                 {"v": _json(preview)},
-                statuses="('running')",
+                statuses=_RUNNING_SQL,
             )
             self._event(conn, job_id, attempt, "awaiting_confirmation", None)
         return job
@@ -440,15 +462,15 @@ class JobStore:
 
         Conflict for a terminal job, NotFound for a job the caller cannot see.
         """
-        at_once = "(" + ", ".join(f"'{s.value}'" for s in sorted(CANCEL_AT_ONCE)) + ")"
         scope = " AND account_id = :account_id" if account_id else ""
         with self.engine.begin() as conn:
             row = conn.execute(
                 text(
                     "UPDATE jobs SET"
-                    f" status = CASE WHEN status IN {at_once} THEN 'cancelled'"
+                    f" status = CASE WHEN status IN {_CANCEL_AT_ONCE_SQL} THEN 'cancelled'"
                     " ELSE 'cancelling' END,"
-                    f" finished_at = CASE WHEN status IN {at_once} THEN now() ELSE finished_at END,"
+                    f" finished_at = CASE WHEN status IN {_CANCEL_AT_ONCE_SQL} THEN now()"
+                    " ELSE finished_at END,"
                     " cancel_requested_at = coalesce(cancel_requested_at, now()),"
                     " updated_at = now()"
                     " WHERE id = :id AND status IN ('queued', 'awaiting_confirmation', 'running',"
@@ -481,7 +503,6 @@ class JobStore:
         return self._restart(" AND ".join(clauses) or "TRUE", params, by=by)
 
     def _restart(self, where_sql: str, params: Mapping[str, Any], *, by: str) -> list[Job]:
-        restartable = "(" + ", ".join(f"'{s.value}'" for s in sorted(RESTARTABLE)) + ")"
         with self.engine.begin() as conn:
             rows = conn.execute(
                 text(
@@ -490,7 +511,7 @@ class JobStore:
                     " result = NULL, progress = NULL, checkpoint = NULL, preview = NULL,"
                     " cancel_requested_at = NULL, finished_at = NULL, not_before = NULL,"
                     " heartbeat_at = NULL, queued_at = now(), updated_at = now()"
-                    f" WHERE status IN {restartable} AND {where_sql} RETURNING {_COLUMNS}"
+                    f" WHERE status IN {_RESTARTABLE_SQL} AND {where_sql} RETURNING {_COLUMNS}"
                 ),
                 dict(params),
             ).all()

@@ -86,13 +86,10 @@ def _line(values: list[object]) -> str:
 
 
 class _Timeline:
-    def __init__(
-        self, *, rng: random.Random, start: datetime, days: int, samples_per_day: int
-    ) -> None:
+    def __init__(self, *, rng: random.Random, start: datetime, days: int) -> None:
         self.rng = rng
         self.start = start
         self.end = start + timedelta(days=days)
-        self.samples_per_day = samples_per_day
         lat, lon, self.city, self.country = rng.choice(CITIES)
         self.offset = 3600 if self.country in ("GB", "DE") else 0
         count = min(len(PLACE_NAMES), max(6, 6 + days // 4))
@@ -354,9 +351,7 @@ def seed_timeline(
     if start is None:
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         start = today - timedelta(days=days)
-    timeline = _Timeline(
-        rng=rng, start=start.astimezone(UTC), days=days, samples_per_day=samples_per_day
-    )
+    timeline = _Timeline(rng=rng, start=start.astimezone(UTC), days=days)
     items = list(timeline.items())
     items += list(timeline.deleted_items(max(1, days // 30)))
     trip_seconds = sum(

@@ -80,10 +80,8 @@ def _ident(*parts: str) -> sql.Identifier:
     return sql.Identifier(*parts)
 
 
-def _cols(columns: tuple[str, ...], alias: str | None = None) -> sql.Composable:
-    if alias is None:
-        return sql.SQL(", ").join(_ident(c) for c in columns)
-    return sql.SQL(", ").join(_ident(alias, c) for c in columns)
+def _cols(columns: tuple[str, ...]) -> sql.Composable:
+    return sql.SQL(", ").join(_ident(c) for c in columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +90,13 @@ class Staging:
 
     job_id: str
 
+    def name(self, kind: str) -> str:
+        """The unqualified name of a kind's staging table."""
+        return f"j_{self.job_id.replace('-', '')}_{kind}"
+
     def table(self, kind: str) -> sql.Identifier:
         """The staging table of a record kind."""
-        return _ident(SCHEMA, f"j_{self.job_id.replace('-', '')}_{kind}")
-
-    def names(self) -> list[str]:
-        """Unqualified table names (for the sweeper's leftover search)."""
-        return [f"j_{self.job_id.replace('-', '')}_{kind}" for kind in KINDS]
+        return _ident(SCHEMA, self.name(kind))
 
     # --- life of the tables -----------------------------------------------------------
 
@@ -125,7 +123,7 @@ class Staging:
         """Whether all three tables exist."""
         row = conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = ANY(%s)",
-            (SCHEMA, self.names()),
+            (SCHEMA, [self.name(kind) for kind in KINDS]),
         ).fetchone()
         return bool(row and row[0] == len(KINDS))
 

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file,
 from shared.accounts import get_account
 from shared.errors import BadRequest, NotFound, ValidationFailed
 from shared.jobstate import JobType, Status
-from shared.jobstore import JobFilter
+from shared.jobstore import Job, JobFilter
 from shared.params import parse_import_form
 from shared.service import JobService
 from shared.timefmt import parse_iso
@@ -31,10 +31,9 @@ def _service() -> JobService:
     return current_app.extensions["ferry"].service
 
 
-def _job_response(job_id: str, status: int = 200, **extra: Any) -> Response:
-    service = _service()
-    job = service.get(job_id)
-    response = jsonify(job=service.view(job), **extra)
+def _job_response(job: Job, status: int) -> Response:
+    """The job as the service left it (the caller already holds the updated row)."""
+    response = jsonify(job=_service().view(job))
     response.status_code = status
     return response
 
@@ -170,7 +169,7 @@ def job_event_stream(job_id: str) -> Response:
 def cancel_job(job_id: str) -> Response:
     """Cancel one of the caller's jobs (409 when it already ended)."""
     job = _service().cancel(job_id, account_id=principal().account_id)
-    return _job_response(job.id, 202)
+    return _job_response(job, 202)
 
 
 @blueprint.post("/jobs/<job_id>/retry")
@@ -178,7 +177,7 @@ def cancel_job(job_id: str) -> Response:
 def retry_job(job_id: str) -> Response:
     """Restart one of the caller's failed or cancelled jobs."""
     job = _service().retry(job_id, account_id=principal().account_id, by="user")
-    return _job_response(job.id, 202)
+    return _job_response(job, 202)
 
 
 @blueprint.get("/jobs/<job_id>/download")
@@ -233,7 +232,7 @@ def confirm_job(job_id: str) -> Response:
     if not isinstance(skip_invalid, bool):
         raise _refuse("skip_invalid", "must be true or false")
     job = _service().confirm(job_id, account_id=principal().account_id, skip_invalid=skip_invalid)
-    return _job_response(job.id, 202)
+    return _job_response(job, 202)
 
 
 # --- operators ---------------------------------------------------------------------------
