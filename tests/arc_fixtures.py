@@ -46,6 +46,7 @@ from shared.runner import JobRunner
 from shared.service import JobService
 from shared.settings import Settings
 from shared.storage import LocalStorage
+from tests.polling import wait_for
 
 KINDS = ("places", "items", "samples")
 TABLES = {"places": "places", "items": "timeline_items", "samples": "samples"}
@@ -942,19 +943,6 @@ def insert_timeline(database_url: str, account_id: str, timeline: Timeline) -> N
 # --- running jobs in-process --------------------------------------------------------------------
 
 
-def _wait(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
 @dataclass
 class InProcess:
     """Import and export jobs run in this process: real Postgres and storage, memory live store."""
@@ -1029,7 +1017,9 @@ class InProcess:
     def run(self, job_id: str, pipeline: Any = None, *, settings: Settings | None = None) -> Job:
         """Run one attempt (waiting out a retry delay); the job row afterwards."""
         runner = self.runner(pipeline, settings=settings)
-        _wait(lambda: runner.run(job_id), timeout=60, what=f"an attempt of {job_id}")
+        wait_for(
+            lambda: runner.run(job_id), timeout=60, interval=0.05, what=f"an attempt of {job_id}"
+        )
         return self.store.get(job_id)
 
     def import_archive(self, account_id: str, archive: Path, **params: Any) -> Job:

@@ -12,32 +12,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 
 from shared.settings import Settings
+from tests.polling import wait_for
 
-T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(
-    check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"
-) -> T:
-    """Call `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def free_port() -> int:

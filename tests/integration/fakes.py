@@ -7,35 +7,24 @@ runner did to the work rather than only that the runner returned.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
 
 from shared.attempt import JobContext
 from shared.jobstore import Job
 from shared.pipeline import Succeeded
 from shared.settings import Settings
-
-T = TypeVar("T")
+from tests import polling
 
 FAKE_TYPE = "test.fake"
 PHASES: tuple[tuple[str, bool], ...] = (("prepare", False), ("rows", True), ("finalize", False))
 
 
-def wait_for(
-    check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.02, what: str = "it"
-) -> T:
-    """Call `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+# In-process runs move fast: poll more often than across processes.
+wait_for = functools.partial(polling.wait_for, interval=0.02)
 
 
 class _Recorder:

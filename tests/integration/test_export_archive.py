@@ -46,7 +46,7 @@ from tests.archive_check import (
     keepers_from_db,
     load_rows,
 )
-from tests.e2e.harness import wait_for
+from tests.polling import wait_for
 
 START = datetime(2024, 12, 28, tzinfo=UTC)
 PHASE_ORDER = ("prepare", "places", "items", "samples", "finalize")

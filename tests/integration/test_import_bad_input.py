@@ -41,7 +41,7 @@ from shared.runner import JobRunner
 from shared.seed import seed_timeline
 from shared.settings import Settings
 from shared.storage import LocalStorage
-from tests.e2e.harness import wait_for
+from tests.polling import wait_for
 from web import create_app
 
 MB = 1024 * 1024
