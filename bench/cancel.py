@@ -47,14 +47,14 @@ from bench.common import (
     verdict,
     write_result,
 )
-from shared.accounts import Account
-from shared.attempt import JobContext, Watcher
 from shared.errors import Conflict
-from shared.jobstore import JobStore
+from shared.jobs.attempt import JobContext, Watcher
+from shared.jobs.pipeline import Succeeded
+from shared.jobs.progress import ProgressTracker
+from shared.jobs.store import JobStore
 from shared.params import parse_export_request
-from shared.pipeline import Succeeded
 from shared.pipelines import PIPELINES
-from shared.progress import ProgressTracker
+from shared.store.accounts import Account
 
 P95_TARGET_SECONDS = 1.0
 OVERHEAD_TARGET = 0.03

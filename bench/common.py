@@ -1,7 +1,7 @@
 """What the benchmarks share: an isolated environment, real workers, RSS sampling, output.
 
 Every benchmark gets its own database (`ferry_bench_<name>`, migrated with
-`shared.migrate.upgrade`), its own Redis key prefix and Celery queues, and its own storage
+`shared.store.migrate.upgrade`), its own Redis key prefix and Celery queues, and its own storage
 folder under a temporary directory. Jobs run in real `ferry worker` processes
 (`python -m cli worker --concurrency 1`), started with the benchmark's environment the way
 tests/e2e/harness.py does.
@@ -40,15 +40,16 @@ import psycopg
 import redis
 from sqlalchemy.engine import Engine, make_url
 
-from shared.accounts import Account, create_account
-from shared.db import libpq_dsn, make_engine, raw_connection
-from shared.jobstore import Job
-from shared.live import RedisLiveStore
-from shared.migrate import upgrade
-from shared.seed import SeedStats, seed_timeline
+from shared.jobs.live import RedisLiveStore
+from shared.jobs.store import Job
+from shared.pipelines import PIPELINES
 from shared.service import JobService
 from shared.settings import Settings
-from shared.storage import LocalStorage
+from shared.store.accounts import Account, create_account
+from shared.store.db import libpq_dsn, make_engine, raw_connection
+from shared.store.migrate import upgrade
+from shared.store.seed import SeedStats, seed_timeline
+from shared.store.storage import LocalStorage
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -375,7 +376,12 @@ class Bench:
         storage = LocalStorage(settings.storage_root)
         publisher = CeleryPublisher(make_celery(settings), settings.jobs_queue)
         service = JobService(
-            settings=settings, engine=engine, live=live, storage=storage, publisher=publisher
+            pipelines=PIPELINES,
+            settings=settings,
+            engine=engine,
+            live=live,
+            storage=storage,
+            publisher=publisher,
         )
         log(f"database {make_url(database_url).database}, storage {tmp / 'storage'}")
         return cls(

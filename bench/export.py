@@ -37,7 +37,7 @@ from bench.common import (
     timed_shell,
     write_result,
 )
-from shared.accounts import Account
+from shared.store.accounts import Account
 
 TARGETS = Targets(ratio=1.5, rss_mb=250.0, flat_mb=50.0)
 FLAT_SAMPLES = 100_000

@@ -45,9 +45,9 @@ from bench.common import (
     timed_shell,
     write_result,
 )
-from shared.accounts import create_account
 from shared.params import ImportArchiveParams
-from shared.seed import SeedStats
+from shared.store.accounts import create_account
+from shared.store.seed import SeedStats
 
 TARGETS = Targets(ratio=2.0, rss_mb=300.0, flat_mb=50.0)
 FLAT_SAMPLES = 100_000

@@ -6,14 +6,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from shared.pipelines import PIPELINES
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from shared.live import RedisLiveStore
+    from shared.jobs.live import RedisLiveStore
     from shared.service import JobService
-    from shared.storage import LocalStorage
+    from shared.store.storage import LocalStorage
 
 
 @dataclass
@@ -25,21 +26,21 @@ class Cli:
     @cached_property
     def engine(self) -> Engine:
         """The database engine."""
-        from shared.db import make_engine
+        from shared.store.db import make_engine
 
         return make_engine(self.settings.database_url, pool_size=2)
 
     @cached_property
     def live(self) -> RedisLiveStore:
         """The Redis live store."""
-        from shared.live import RedisLiveStore
+        from shared.jobs.live import RedisLiveStore
 
         return RedisLiveStore.from_url(self.settings.redis_url, prefix=self.settings.redis_prefix)
 
     @cached_property
     def storage(self) -> LocalStorage:
         """The storage folder."""
-        from shared.storage import LocalStorage
+        from shared.store.storage import LocalStorage
 
         return LocalStorage(self.settings.storage_root)
 
@@ -52,6 +53,7 @@ class Cli:
 
         publisher = CeleryPublisher(make_celery(self.settings), self.settings.jobs_queue)
         return JobService(
+            pipelines=PIPELINES,
             settings=self.settings,
             engine=self.engine,
             live=self.live,

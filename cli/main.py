@@ -59,7 +59,7 @@ def db() -> None:
 @pass_cli
 def db_upgrade(cli: Cli) -> None:
     """Create the database if missing, then run the migrations."""
-    from shared.migrate import upgrade
+    from shared.store.migrate import upgrade
 
     created = upgrade(cli.settings.database_url)
     click.echo("database created and migrated" if created else "database migrated")
@@ -76,7 +76,7 @@ def accounts() -> None:
 @pass_cli
 def accounts_create(cli: Cli, *, name: str, ops: bool) -> None:
     """Create account NAME if missing and print a new token, alone, on the last line."""
-    from shared.accounts import get_or_create_account, issue_token
+    from shared.store.accounts import get_or_create_account, issue_token
 
     account, created = get_or_create_account(cli.engine, name)
     role = "ops" if ops else "user"
@@ -107,8 +107,8 @@ def seed(
     """Write a realistic synthetic timeline into ACCOUNT (created if missing)."""
     from datetime import UTC
 
-    from shared.accounts import get_or_create_account
-    from shared.seed import seed_timeline
+    from shared.store.accounts import get_or_create_account
+    from shared.store.seed import seed_timeline
 
     found, _ = get_or_create_account(cli.engine, account)
     if if_empty and _has_items(cli, found.id):
@@ -251,7 +251,7 @@ def jobs() -> None:
 def _account_names(cli: Cli) -> dict[str, str]:
     from sqlalchemy import select
 
-    from shared.schema import accounts as accounts_table
+    from shared.store.schema import accounts as accounts_table
 
     with cli.engine.connect() as conn:
         return {
@@ -271,8 +271,8 @@ def _filter(
 ) -> Any:
     from datetime import UTC
 
-    from shared.accounts import get_account
-    from shared.jobstore import JobFilter
+    from shared.jobs.store import JobFilter
+    from shared.store.accounts import get_account
 
     return JobFilter(
         account_id=get_account(cli.engine, account).id if account else None,
@@ -318,13 +318,13 @@ def jobs_show(cli: Cli, job_id: str) -> None:
 
 def _watch(cli: Cli, job_id: str) -> dict[str, Any]:
     """Show a live progress bar until the job ends or waits; returns the last job view."""
-    from shared.follow import follow
+    from shared.jobs.follow import follow
 
     tty = sys.stdout.isatty()
     status = "queued"
     last_line, last_print = "", 0.0
     final: dict[str, Any] = {}
-    from shared.jobstate import TERMINAL, Status
+    from shared.jobs.states import TERMINAL, Status
 
     stops = TERMINAL | {Status.AWAITING_CONFIRMATION}
     for update in follow(cli.service, cli.live, job_id, until=stops):
@@ -447,7 +447,7 @@ def export(
     no_wait: bool,
 ) -> None:
     """Export ACCOUNT's timeline as an archive; watch it and optionally save the zip."""
-    from shared.accounts import get_account
+    from shared.store.accounts import get_account
 
     found = get_account(cli.engine, account)
     body: dict[str, Any] = {"type": "archive", "compress": compress}
@@ -494,8 +494,8 @@ def import_(
     no_wait: bool,
 ) -> None:
     """Import an archive (zip, tar, tar.gz) into ACCOUNT and watch it."""
-    from shared.accounts import get_account
     from shared.params import ImportArchiveParams
+    from shared.store.accounts import get_account
 
     found = get_account(cli.engine, account)
     with cli.storage.incoming_file() as received, path.open("rb") as source:

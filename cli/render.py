@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.jobstore import Job, JobEvent
+from shared.jobs.store import Job, JobEvent
 from shared.timefmt import format_iso
 
 BAR_WIDTH = 30

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from shared.schema import metadata
+from shared.store.schema import metadata
 
 config = context.config
 

@@ -1,17 +1,16 @@
-"""Which pipeline runs which job type, and how a job's leftovers are removed."""
+"""Which pipeline runs which job type: the one registry, above the capability packages.
+
+The entrypoints (worker, web, CLI) hand this mapping to the runner, the sweeper and the
+service, so nothing below imports back up to here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
+from shared.archive.export import ExportArchive
+from shared.archive.importer import ImportArchive
 from shared.errors import BadRequest
-from shared.export_archive import ExportArchive
-from shared.import_archive import ImportArchive
-from shared.jobstate import JobType
-from shared.jobstore import Job
-from shared.pipeline import Pipeline
-from shared.settings import Settings
-from shared.storage import LocalStorage
+from shared.jobs.pipeline import Pipeline
+from shared.jobs.states import JobType
 
 PIPELINES: dict[str, Pipeline] = {
     JobType.EXPORT_ARCHIVE: ExportArchive(),
@@ -25,17 +24,3 @@ def pipeline_for(job_type: str) -> Pipeline:
         return PIPELINES[job_type]
     except KeyError:
         raise BadRequest(f"no pipeline for job type {job_type!r}") from None
-
-
-def discard_job(
-    job: Job,
-    *,
-    settings: Settings,
-    storage: LocalStorage,
-    pipelines: Mapping[str, Pipeline] = PIPELINES,
-) -> None:
-    """Remove everything a failed or cancelled job left: files, uploads, staging data."""
-    storage.remove_job(job.id)
-    pipeline = pipelines.get(job.type)
-    if pipeline is not None:
-        pipeline.discard(job, settings)

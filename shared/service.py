@@ -16,14 +16,14 @@ from typing import Any
 from sqlalchemy import Engine
 
 from shared.errors import Conflict, Gone, NotFound
-from shared.jobstate import OWNED, JobType, Status
-from shared.jobstore import Job, JobEvent, JobFilter, JobStore
-from shared.live import LiveStore, announce_status
+from shared.jobs.live import LiveStore, announce_status
+from shared.jobs.pipeline import Pipelines, discard_job
+from shared.jobs.publisher import Publisher
+from shared.jobs.states import OWNED, JobType, Status
+from shared.jobs.store import Job, JobEvent, JobFilter, JobStore
 from shared.params import ImportArchiveParams, parse_export_request
-from shared.pipelines import discard_job
-from shared.publisher import Publisher
 from shared.settings import Settings
-from shared.storage import LocalStorage, UploadTooLarge
+from shared.store.storage import LocalStorage, UploadTooLarge
 from shared.timefmt import format_iso, parse_iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,10 @@ class JobService:
         live: LiveStore,
         storage: LocalStorage,
         publisher: Publisher,
+        pipelines: Pipelines,
     ) -> None:
         self.settings = settings
+        self.pipelines = pipelines
         self.store = JobStore(engine)
         self.live = live
         self.storage = storage
@@ -186,7 +188,7 @@ class JobService:
         job = self.store.request_cancel(job_id, account_id=account_id)
         if job.status == Status.CANCELLED:
             # Nothing was running: whatever it left (an upload, staging data) goes now.
-            discard_job(job, settings=self.settings, storage=self.storage)
+            discard_job(job, settings=self.settings, storage=self.storage, pipelines=self.pipelines)
         else:
             try:
                 self.live.request_cancel(job.id)

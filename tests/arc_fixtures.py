@@ -11,7 +11,7 @@ archive as zip, tar or tar.gz, with or without a top-level folder.
 
 The same module holds what the import tests share: `expected_rows` (the database rows a
 timeline must become), `assert_rows_match`, `account_digest`, `insert_timeline` and
-`InProcess` (running import and export jobs in-process through `shared.runner.JobRunner`).
+`InProcess` (running import and export jobs in-process through `shared.jobs.runner.JobRunner`).
 """
 
 from __future__ import annotations
@@ -34,18 +34,19 @@ from typing import Any
 from psycopg.rows import dict_row
 from sqlalchemy import Engine
 
-from shared.db import raw_connection
-from shared.export_archive import ExportArchive
-from shared.import_archive import ImportArchive
-from shared.jobstate import JobType
-from shared.jobstore import Job, JobStore
-from shared.live import MemoryLiveStore
+from shared.archive.export import ExportArchive
+from shared.archive.importer import ImportArchive
+from shared.jobs.live import MemoryLiveStore
+from shared.jobs.publisher import RecordingPublisher
+from shared.jobs.runner import JobRunner
+from shared.jobs.states import JobType
+from shared.jobs.store import Job, JobStore
 from shared.params import ExportArchiveParams, ImportArchiveParams
-from shared.publisher import RecordingPublisher
-from shared.runner import JobRunner
+from shared.pipelines import PIPELINES
 from shared.service import JobService
 from shared.settings import Settings
-from shared.storage import LocalStorage
+from shared.store.db import raw_connection
+from shared.store.storage import LocalStorage
 from tests.polling import wait_for
 
 KINDS = ("places", "items", "samples")
@@ -963,6 +964,7 @@ class InProcess:
     def service(self) -> JobService:
         """What the web API and the CLI call."""
         return JobService(
+            pipelines=PIPELINES,
             settings=self.settings,
             engine=self.engine,
             live=self.live,

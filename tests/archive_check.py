@@ -29,9 +29,9 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from shared import __version__
-from shared.db import raw_connection
-from shared.keepers import is_keeper
-from shared.records import (
+from shared.archive.keepers import is_keeper
+from shared.archive.records import decode_item, decode_place, decode_sample
+from shared.fields import (
     ITEM_BASE_FIELDS,
     PLACE_FIELDS,
     SAMPLE_FIELDS,
@@ -39,10 +39,8 @@ from shared.records import (
     VISIT_FIELDS,
     Field,
     Kind,
-    decode_item,
-    decode_place,
-    decode_sample,
 )
+from shared.store.db import raw_connection
 from shared.timefmt import parse_iso
 
 KINDS = ("places", "items", "samples")

@@ -19,9 +19,9 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
-from shared.accounts import Account, create_account, issue_token
-from shared.db import make_engine
 from shared.settings import Settings
+from shared.store.accounts import Account, create_account, issue_token
+from shared.store.db import make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI", "").lower() == "true"
@@ -66,7 +66,7 @@ def postgres_template() -> str:
     with conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
-            from shared.migrate import upgrade
+            from shared.store.migrate import upgrade
 
             building = f"{name}_build_{os.getpid()}"
             conn.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')

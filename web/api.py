@@ -9,12 +9,12 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
 
-from shared.accounts import get_account
 from shared.errors import BadRequest, NotFound, ValidationFailed
-from shared.jobstate import JobType, Status
-from shared.jobstore import Job, JobFilter
+from shared.jobs.states import JobType, Status
+from shared.jobs.store import Job, JobFilter
 from shared.params import parse_import_form
 from shared.service import JobService
+from shared.store.accounts import get_account
 from shared.timefmt import parse_iso
 from web.auth import principal, require_ops, require_token
 from web.sse import job_events

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from flask import Flask
 from sqlalchemy import Engine
 
-from shared.db import make_engine
-from shared.live import LiveStore, RedisLiveStore
-from shared.publisher import Publisher
+from shared.jobs.live import LiveStore, RedisLiveStore
+from shared.jobs.publisher import Publisher
+from shared.pipelines import PIPELINES
 from shared.service import JobService
 from shared.settings import Settings
-from shared.storage import LocalStorage
+from shared.store.db import make_engine
+from shared.store.storage import LocalStorage
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,12 @@ def create_app(
 
         publisher = CeleryPublisher(settings.redis_url, settings.jobs_queue)
     service = JobService(
-        settings=settings, engine=engine, live=live, storage=storage, publisher=publisher
+        pipelines=PIPELINES,
+        settings=settings,
+        engine=engine,
+        live=live,
+        storage=storage,
+        publisher=publisher,
     )
     app.extensions["ferry"] = WebResources(settings, engine, live, storage, service)
 

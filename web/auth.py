@@ -8,7 +8,7 @@ from typing import Any, TypeVar, cast
 
 from flask import current_app, g, request
 
-from shared.accounts import Principal, authenticate
+from shared.store.accounts import Principal, authenticate
 from web.errors import Forbidden, Unauthorized
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -9,7 +9,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import FerryError
-from shared.storage import UploadTooLarge
+from shared.store.storage import UploadTooLarge
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import orjson
 
-from shared.follow import follow
-from shared.live import LiveStore
+from shared.jobs.follow import follow
+from shared.jobs.live import LiveStore
 from shared.service import JobService
 
 

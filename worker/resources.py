@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 from celery import Celery
 
-from shared.db import make_engine
+from shared.jobs.live import RedisLiveStore
+from shared.jobs.runner import JobRunner
+from shared.jobs.sweeper import Sweeper
 from shared.keys import TASK_RUN_JOB
-from shared.live import RedisLiveStore
-from shared.runner import JobRunner
+from shared.pipelines import PIPELINES
 from shared.settings import Settings
-from shared.storage import LocalStorage
-from shared.sweeper import Sweeper
+from shared.store.db import make_engine
+from shared.store.storage import LocalStorage
 
 
 class CeleryPublisher:
@@ -58,9 +59,15 @@ def _build(app: Celery) -> Resources:
     storage = LocalStorage(settings.storage_root)
     publisher = CeleryPublisher(app, settings.jobs_queue)
     runner = JobRunner(
-        settings=settings, engine=engine, live=live, storage=storage, publisher=publisher
+        pipelines=PIPELINES,
+        settings=settings,
+        engine=engine,
+        live=live,
+        storage=storage,
+        publisher=publisher,
     )
     sweeper = Sweeper(
+        pipelines=PIPELINES,
         settings=settings,
         engine=engine,
         live=live,

@@ -1,4 +1,4 @@
-"""Ferry's Celery tasks: a few lines each; the lifecycle lives in `shared.runner`."""
+"""Ferry's Celery tasks: a few lines each; the lifecycle lives in `shared.jobs.runner`."""
 
 from __future__ import annotations
 

@@ -20,9 +20,9 @@ from typing import Any
 import requests
 from sqlalchemy import Engine, text
 
-from shared.accounts import Account, create_account, issue_token
-from shared.seed import SeedStats, seed_timeline
 from shared.settings import Settings
+from shared.store.accounts import Account, create_account, issue_token
+from shared.store.seed import SeedStats, seed_timeline
 from tests.archive_check import load_rows, read_archive
 from tests.e2e.harness import Api, Stack, wait_for
 

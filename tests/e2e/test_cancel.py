@@ -16,11 +16,11 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from shared.accounts import Account
-from shared.jobstore import JobStore
+from shared.jobs.store import JobStore
 from shared.keys import Keys
-from shared.seed import seed_timeline
 from shared.settings import Settings
+from shared.store.accounts import Account
+from shared.store.seed import seed_timeline
 from tests.e2e.harness import Api, Process, Stack, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -20,9 +20,9 @@ import pytest
 import requests
 from sqlalchemy import Engine
 
-from shared.accounts import Account, create_account, issue_token
-from shared.seed import seed_timeline
 from shared.settings import Settings
+from shared.store.accounts import Account, create_account, issue_token
+from shared.store.seed import seed_timeline
 from tests.archive_check import check_archive
 from tests.e2e.harness import ROOT, Stack, wait_for
 

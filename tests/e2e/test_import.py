@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from shared.accounts import Account
 from shared.settings import Settings
+from shared.store.accounts import Account
 from tests.e2e.harness import ROOT, Stack
 from tests.e2e.import_helpers import (
     KINDS,

@@ -16,10 +16,10 @@ from io import BytesIO
 import pytest
 from sqlalchemy import Engine
 
-from shared.accounts import Account, create_account, issue_token
-from shared.jobstore import JobStore
-from shared.seed import seed_timeline
+from shared.jobs.store import JobStore
 from shared.settings import Settings
+from shared.store.accounts import Account, create_account, issue_token
+from shared.store.seed import seed_timeline
 from tests.e2e.harness import ROOT, Api, Stack
 from tests.e2e.test_cancel import events, leftovers, start_export
 from worker.celery_app import make_celery

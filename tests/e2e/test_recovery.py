@@ -22,11 +22,11 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from shared.accounts import Account
-from shared.jobstore import JobStore
+from shared.jobs.store import JobStore
 from shared.params import parse_export_request
-from shared.seed import seed_timeline
 from shared.settings import Settings
+from shared.store.accounts import Account
+from shared.store.seed import seed_timeline
 from tests.e2e.harness import Stack, wait_for
 from tests.e2e.test_cancel import events, finished_deliveries, start_export, throttle
 from worker.celery_app import make_celery

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shared.accounts import Account
-from shared.seed import seed_timeline
 from shared.settings import Settings
+from shared.store.accounts import Account
+from shared.store.seed import seed_timeline
 from tests.e2e.harness import Stack
 
 

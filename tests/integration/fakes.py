@@ -1,6 +1,6 @@
 """Small in-test pipelines and helpers for driving the job lifecycle in-process.
 
-Each pipeline follows the `shared.pipeline.Pipeline` protocol (`phases`, `run(ctx)`,
+Each pipeline follows the `shared.jobs.pipeline.Pipeline` protocol (`phases`, `run(ctx)`,
 `discard(job, settings)`) and records what happened to it, so a test can say what the
 runner did to the work rather than only that the runner returned.
 """
@@ -13,9 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from shared.attempt import JobContext
-from shared.jobstore import Job
-from shared.pipeline import Succeeded
+from shared.jobs.attempt import JobContext
+from shared.jobs.pipeline import Succeeded
+from shared.jobs.store import Job
 from shared.settings import Settings
 from tests import polling
 

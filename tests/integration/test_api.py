@@ -23,16 +23,17 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
-from shared.accounts import Account, create_account, issue_token
-from shared.db import make_engine
-from shared.jobstore import JobStore
-from shared.live import MemoryLiveStore, RedisLiveStore
-from shared.publisher import RecordingPublisher
-from shared.runner import JobRunner
-from shared.seed import seed_timeline
+from shared.jobs.live import MemoryLiveStore, RedisLiveStore
+from shared.jobs.publisher import RecordingPublisher
+from shared.jobs.runner import JobRunner
+from shared.jobs.store import JobStore
+from shared.jobs.sweeper import Sweeper
+from shared.pipelines import PIPELINES
 from shared.settings import Settings
-from shared.storage import LocalStorage
-from shared.sweeper import Sweeper
+from shared.store.accounts import Account, create_account, issue_token
+from shared.store.db import make_engine
+from shared.store.seed import seed_timeline
+from shared.store.storage import LocalStorage
 from shared.timefmt import format_iso, parse_iso, utcnow
 from web import create_app
 
@@ -674,6 +675,7 @@ def _run_export(api: Api, person: Account, token: str) -> dict[str, Any]:
     )
     job = api.new_job(token)
     runner = JobRunner(
+        pipelines=PIPELINES,
         settings=api.settings,
         engine=api.engine,
         live=api.live,
@@ -752,6 +754,7 @@ def test_given_a_download_past_its_retention_when_downloading_then_410(
     assert_error(expired, 410, "gone")
 
     sweeper = Sweeper(
+        pipelines=PIPELINES,
         settings=api.settings,
         engine=api.engine,
         live=api.live,

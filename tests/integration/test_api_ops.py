@@ -16,11 +16,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
-from shared.accounts import Account, create_account, issue_token
-from shared.jobstore import JobStore
-from shared.live import MemoryLiveStore
-from shared.publisher import RecordingPublisher
+from shared.jobs.live import MemoryLiveStore
+from shared.jobs.publisher import RecordingPublisher
+from shared.jobs.store import JobStore
 from shared.settings import Settings
+from shared.store.accounts import Account, create_account, issue_token
 from web import create_app
 
 EXPORT = "export.archive"

@@ -22,22 +22,22 @@ import pytest
 from psycopg.rows import dict_row
 from sqlalchemy import Engine
 
-from shared.accounts import Account, create_account
-from shared.attempt import JobContext
-from shared.db import raw_connection
+from shared.archive.export import ExportArchive
+from shared.archive.records import encode_item, encode_place, encode_sample
 from shared.errors import StorageError
-from shared.export_archive import ExportArchive
-from shared.jobstate import JobType
-from shared.jobstore import Job, JobStore
-from shared.live import MemoryLiveStore
+from shared.jobs.attempt import JobContext
+from shared.jobs.live import MemoryLiveStore
+from shared.jobs.pipeline import Outcome
+from shared.jobs.publisher import RecordingPublisher
+from shared.jobs.runner import JobRunner
+from shared.jobs.states import JobType
+from shared.jobs.store import Job, JobStore
 from shared.params import ExportArchiveParams
-from shared.pipeline import Outcome
-from shared.publisher import RecordingPublisher
-from shared.records import encode_item, encode_place, encode_sample
-from shared.runner import JobRunner
-from shared.seed import seed_timeline
 from shared.settings import Settings
-from shared.storage import LocalStorage
+from shared.store.accounts import Account, create_account
+from shared.store.db import raw_connection
+from shared.store.seed import seed_timeline
+from shared.store.storage import LocalStorage
 from shared.timefmt import parse_iso
 from tests.archive_check import (
     Archive,
@@ -167,7 +167,7 @@ def test_given_a_seeded_account_when_exported_then_every_record_is_in_the_archiv
 def test_given_tricky_rows_when_exported_then_the_sql_json_equals_the_python_encoder(
     ferry: Ferry, settings: Settings, account: tuple[Account, str]
 ) -> None:
-    """What PostgreSQL writes is, object for object, what `shared.records.encode_*` gives."""
+    """What PostgreSQL writes is, object for object, what `records.encode_*` gives."""
     person, _ = account
     url = settings.database_url
     tricky = 'Joe\'s "Best" Café \\ corner\nsecond line\ttab \x01\x02\x1f / 🚀 日本語 \u2028'

@@ -21,16 +21,17 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from shared.accounts import Account, create_account
-from shared.attempt import JobContext
-from shared.db import raw_connection
+from shared.archive.importer import ImportArchive
 from shared.errors import Conflict, StorageError
-from shared.import_archive import ImportArchive
-from shared.jobstore import Job
-from shared.pipeline import Outcome
-from shared.seed import seed_timeline
+from shared.jobs.attempt import JobContext
+from shared.jobs.pipeline import Outcome
+from shared.jobs.store import Job
+from shared.jobs.sweeper import Sweeper
+from shared.pipelines import PIPELINES
 from shared.settings import Settings
-from shared.sweeper import Sweeper
+from shared.store.accounts import Account, create_account
+from shared.store.db import raw_connection
+from shared.store.seed import seed_timeline
 from tests.arc_fixtures import (
     KINDS,
     ArcArchive,
@@ -752,6 +753,7 @@ def _run_through(ferry: InProcess, job_id: str, pipeline: _Interrupt, settings: 
     """Run attempts as a worker and the sweeper would until the job ends."""
     runner = ferry.runner(pipeline, settings=settings)
     sweeper = Sweeper(
+        pipelines=PIPELINES,
         settings=settings,
         engine=ferry.engine,
         live=ferry.live,
@@ -903,7 +905,7 @@ def test_given_a_report_with_duplicates_when_confirmed_then_apply_uses_staging_a
 ) -> None:
     """Staging as the stage phase left it (repeats removed) is what confirmation picks up:
     the confirmed delivery goes straight to apply, and no repeat is counted as kept."""
-    from shared.import_archive import ImportArchive
+    from shared.archive.importer import ImportArchive
 
     prepared: list[str] = []
     original = ImportArchive._prepare

@@ -30,17 +30,18 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
-from shared.accounts import Account, create_account, issue_token
-from shared.db import raw_connection
-from shared.jobstate import JobType
-from shared.jobstore import Job, JobStore
-from shared.live import MemoryLiveStore
+from shared.jobs.live import MemoryLiveStore
+from shared.jobs.publisher import RecordingPublisher
+from shared.jobs.runner import JobRunner
+from shared.jobs.states import JobType
+from shared.jobs.store import Job, JobStore
 from shared.params import ImportArchiveParams
-from shared.publisher import RecordingPublisher
-from shared.runner import JobRunner
-from shared.seed import seed_timeline
+from shared.pipelines import PIPELINES
 from shared.settings import Settings
-from shared.storage import LocalStorage
+from shared.store.accounts import Account, create_account, issue_token
+from shared.store.db import raw_connection
+from shared.store.seed import seed_timeline
+from shared.store.storage import LocalStorage
 from tests.polling import wait_for
 from web import create_app
 
@@ -243,6 +244,7 @@ class Importer:
     def run(self, job_id: str, *, settings: Settings | None = None) -> Job:
         """Run attempts (waiting out retry delays) until the job ends or waits."""
         runner = JobRunner(
+            pipelines=PIPELINES,
             settings=settings or self.settings,
             engine=self.engine,
             live=self.live,

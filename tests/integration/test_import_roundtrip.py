@@ -19,9 +19,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from shared.accounts import Account, create_account
-from shared.seed import seed_timeline
 from shared.settings import Settings
+from shared.store.accounts import Account, create_account
+from shared.store.seed import seed_timeline
 from tests.arc_fixtures import (
     BASE,
     COLUMNS,

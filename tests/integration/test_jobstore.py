@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from shared.accounts import Account, create_account
 from shared.errors import Conflict, LeaseLost, NotFound
-from shared.jobstore import Job, JobFilter, JobStore
+from shared.jobs.store import Job, JobFilter, JobStore
+from shared.store.accounts import Account, create_account
 
 EXPORT = "export.archive"
 IMPORT = "import.archive"

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from shared.jobs.live import RedisLiveStore
 from shared.keys import CANCEL_TTL_SECONDS, PROGRESS_TTL_SECONDS, Keys
-from shared.live import RedisLiveStore
 from tests.conftest import TEST_REDIS_URL
 from tests.unit.test_live_contract import PROGRESS, LiveStoreContract, new_job_id
 

@@ -14,15 +14,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import make_url
 
-from shared.accounts import create_account
-from shared.db import libpq_dsn, make_engine
-from shared.jobstore import JobStore
-from shared.migrate import alembic_config, upgrade
-from shared.schema import metadata
+from shared.jobs.store import JobStore
+from shared.store.accounts import create_account
+from shared.store.db import libpq_dsn, make_engine
+from shared.store.migrate import alembic_config, upgrade
+from shared.store.schema import metadata
 
 
 def _differences(engine: Engine) -> list[Any]:
-    """What autogenerate would change to make the database match `shared.schema.metadata`."""
+    """What autogenerate would change to make the database match `shared.store.schema.metadata`."""
     with engine.connect() as conn:
         context = MigrationContext.configure(
             conn, opts={"compare_type": True, "compare_server_default": True}

@@ -18,17 +18,18 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from shared.accounts import Account
 from shared.errors import LeaseLost, StorageError, ValidationFailed
-from shared.jobstore import Job, JobStore
-from shared.live import MemoryLiveStore
-from shared.pipeline import Pipeline
-from shared.publisher import RecordingPublisher
-from shared.runner import JobRunner
-from shared.seed import seed_timeline
+from shared.jobs.live import MemoryLiveStore
+from shared.jobs.pipeline import Pipeline
+from shared.jobs.publisher import RecordingPublisher
+from shared.jobs.runner import JobRunner
+from shared.jobs.store import Job, JobStore
+from shared.pipelines import PIPELINES
 from shared.service import JobService
 from shared.settings import Settings
-from shared.storage import LocalStorage
+from shared.store.accounts import Account
+from shared.store.seed import seed_timeline
+from shared.store.storage import LocalStorage
 from tests.integration.fakes import (
     FAKE_TYPE,
     CountingPipeline,
@@ -71,6 +72,7 @@ class Rig:
     def service(self) -> JobService:
         """What the web API calls."""
         return JobService(
+            pipelines=PIPELINES,
             settings=self.settings,
             engine=self.engine,
             live=self.live,
@@ -532,6 +534,7 @@ def test_given_a_slow_real_export_when_cancelled_mid_run_then_nothing_of_it_stay
     rig.settings = rig.settings.with_overrides(max_rows_per_second=400)
     job, _ = rig.service().submit_export(rig.account.id, {"type": "archive"})
     runner = JobRunner(
+        pipelines=PIPELINES,
         settings=rig.settings,
         engine=rig.engine,
         live=rig.live,

@@ -15,16 +15,17 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from shared.accounts import Account
 from shared.errors import Gone
-from shared.jobstore import Job, JobStore
-from shared.live import MemoryLiveStore
-from shared.publisher import RecordingPublisher
-from shared.runner import JobRunner
+from shared.jobs.live import MemoryLiveStore
+from shared.jobs.publisher import RecordingPublisher
+from shared.jobs.runner import JobRunner
+from shared.jobs.store import Job, JobStore
+from shared.jobs.sweeper import Sweeper
+from shared.pipelines import PIPELINES
 from shared.service import JobService
 from shared.settings import Settings
-from shared.storage import LocalStorage
-from shared.sweeper import Sweeper
+from shared.store.accounts import Account
+from shared.store.storage import LocalStorage
 from tests.integration.fakes import FAKE_TYPE, CountingPipeline
 
 EXPORT = "export.archive"
@@ -110,7 +111,12 @@ def rig(settings: Settings, engine: Engine, account: tuple[Account, str]) -> Ite
         storage=storage,
         publisher=publisher,
         sweeper=Sweeper(
-            settings=slow, engine=engine, live=live, storage=storage, publisher=publisher
+            pipelines=PIPELINES,
+            settings=slow,
+            engine=engine,
+            live=live,
+            storage=storage,
+            publisher=publisher,
         ),
     )
 
@@ -245,6 +251,7 @@ def test_given_messages_waiting_in_the_queue_when_swept_then_queued_jobs_wait_lo
     """Busy workers: a queued job's message is most likely in line, not lost."""
     waiting = {"messages": 3}
     sweeper = Sweeper(
+        pipelines=PIPELINES,
         settings=rig.settings,
         engine=rig.engine,
         live=rig.live,
@@ -307,6 +314,7 @@ def test_given_a_download_past_its_retention_when_swept_then_the_file_goes_and_d
     expired, expired_file = _succeeded_export(rig, expires_at="2020-01-01T00:00:00Z")
     current, current_file = _succeeded_export(rig, expires_at="2999-01-01T00:00:00Z")
     service = JobService(
+        pipelines=PIPELINES,
         settings=rig.settings,
         engine=rig.engine,
         live=rig.live,

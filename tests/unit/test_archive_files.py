@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.archive_files import FLUSH_BYTES, BucketWriter, FileEntry, file_digest, write_zip
+from shared.archive.files import FLUSH_BYTES, BucketWriter, FileEntry, file_digest, write_zip
 
 
 def line(obj: Any) -> bytes:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from shared.archive_reader import (
+from shared.archive.reader import (
     DataFile,
     check_metadata,
     data_files,

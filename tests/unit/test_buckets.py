@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.buckets import (
+from shared.archive.buckets import (
     PLACE_BUCKETS,
     month_bucket,
     month_range,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.jobstate import (
+from shared.jobs.states import (
     CANCEL_AT_ONCE,
     RESTARTABLE,
     TERMINAL,

@@ -15,8 +15,8 @@ from typing import Any
 import fakeredis
 import pytest
 
+from shared.jobs.live import LiveStore, MemoryLiveStore, RedisLiveStore
 from shared.keys import Keys
-from shared.live import LiveStore, MemoryLiveStore, RedisLiveStore
 
 # Generous: a shared 2-core machine may be slow to deliver a pub/sub message.
 ARRIVES_WITHIN = 10.0

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.jobstate import PHASES, JobType
-from shared.progress import ProgressTracker
+from shared.jobs.progress import ProgressTracker
+from shared.jobs.states import PHASES, JobType
 
 EXPORT = PHASES[JobType.EXPORT_ARCHIVE]
 IMPORT = PHASES[JobType.IMPORT_ARCHIVE]

@@ -12,7 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.records import (
+from shared.archive.records import (
+    decode_item,
+    decode_place,
+    decode_sample,
+    encode_item,
+    encode_place,
+    encode_sample,
+)
+from shared.fields import (
     ITEM_BASE_FIELDS,
     ITEM_COLUMNS,
     PLACE_COLUMNS,
@@ -22,12 +30,6 @@ from shared.records import (
     TRIP_FIELDS,
     VISIT_FIELDS,
     Problem,
-    decode_item,
-    decode_place,
-    decode_sample,
-    encode_item,
-    encode_place,
-    encode_sample,
 )
 from shared.timefmt import parse_iso
 

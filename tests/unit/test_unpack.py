@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from shared.archive.unpack import Limits, archive_root, unpack
 from shared.errors import BadArchive
-from shared.unpack import Limits, archive_root, unpack
 
 LIMITS = Limits(max_expanded_bytes=64 * 1024 * 1024, max_ratio=100.0)
 MB = 1024 * 1024

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 
 import migrations
-from shared.db import _normalise, create_database_if_missing
+from shared.store.db import _normalise, create_database_if_missing
 
 
 def alembic_config(database_url: str) -> Config:

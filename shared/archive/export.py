@@ -18,17 +18,17 @@ import orjson
 import psycopg
 
 from shared import __version__
-from shared.archive_files import BucketWriter, FileEntry, file_digest, write_zip
-from shared.archive_sql import COPY_OPTIONS, item_json, place_json, sample_json
-from shared.attempt import JobContext
-from shared.buckets import PLACE_BUCKETS, month_range, week_of_monday, week_range
-from shared.db import raw_connection
-from shared.jobstate import PHASES, JobType
-from shared.jobstore import Job
+from shared.archive.buckets import PLACE_BUCKETS, month_range, week_of_monday, week_range
+from shared.archive.files import BucketWriter, FileEntry, file_digest, write_zip
+from shared.archive.sql import COPY_OPTIONS, item_json, place_json, sample_json
+from shared.jobs.attempt import JobContext
+from shared.jobs.pipeline import Succeeded
+from shared.jobs.states import PHASES, JobType
+from shared.jobs.store import Job
 from shared.params import ExportArchiveParams
-from shared.pipeline import Succeeded
 from shared.settings import Settings
-from shared.storage import storage_errors
+from shared.store.db import raw_connection
+from shared.store.storage import storage_errors
 from shared.timefmt import format_iso, parse_iso, utcnow
 
 SCHEMA_VERSION = "2.4.0"

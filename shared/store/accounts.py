@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, insert, select, update
 
 from shared.errors import NotFound
-from shared.schema import accounts, api_tokens
+from shared.store.schema import accounts, api_tokens
 from shared.timefmt import utcnow
 from shared.tokens import hash_token, new_token
 

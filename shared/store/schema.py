@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.types import TypeEngine
 
-from shared.records import (
+from shared.fields import (
     ITEM_BASE_FIELDS,
     PLACE_FIELDS,
     SAMPLE_FIELDS,

@@ -20,7 +20,7 @@ from psycopg import postgres, sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from shared.records import (
+from shared.fields import (
     ITEM_BASE_FIELDS,
     PLACE_FIELDS,
     SAMPLE_FIELDS,
@@ -29,8 +29,9 @@ from shared.records import (
     Field,
     Kind,
 )
+from shared.store.staging import SCHEMA, table_name
+from shared.store.staging import table as staging_table
 
-SCHEMA = "ferry_staging"
 KINDS = ("places", "items", "samples")
 LIVE_TABLE = {"places": "places", "items": "timeline_items", "samples": "samples"}
 FIELDS: dict[str, tuple[Field, ...]] = {
@@ -92,11 +93,11 @@ class Staging:
 
     def name(self, kind: str) -> str:
         """The unqualified name of a kind's staging table."""
-        return f"j_{self.job_id.replace('-', '')}_{kind}"
+        return table_name(self.job_id, kind)
 
     def table(self, kind: str) -> sql.Identifier:
         """The staging table of a record kind."""
-        return _ident(SCHEMA, self.name(kind))
+        return staging_table(self.job_id, kind)
 
     # --- life of the tables -----------------------------------------------------------
 
@@ -355,14 +356,3 @@ class Staging:
             {"a": account_id},
         )
         return cursor.rowcount
-
-
-def leftover_job_ids(conn: psycopg.Connection) -> set[str]:
-    """Job ids that have staging tables (for the sweeper)."""
-    ids = set()
-    for (name,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (SCHEMA,)):
-        parts = name.split("_")
-        if len(parts) == 3 and len(parts[1]) == 32:
-            hexid = parts[1]
-            ids.add(f"{hexid[:8]}-{hexid[8:12]}-{hexid[12:16]}-{hexid[16:20]}-{hexid[20:]}")
-    return ids

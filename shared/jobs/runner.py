@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -20,7 +20,6 @@ import redis
 import sqlalchemy.exc
 from sqlalchemy import Engine
 
-from shared.attempt import JobContext, Watcher
 from shared.errors import (
     DatabaseError,
     FerryError,
@@ -28,15 +27,15 @@ from shared.errors import (
     LeaseLost,
     StorageError,
 )
-from shared.jobstate import Status, backoff_seconds
-from shared.jobstore import Job, JobStore
-from shared.live import LiveStore, announce_status
-from shared.pipeline import AwaitConfirmation, Pipeline, Succeeded
-from shared.pipelines import PIPELINES, discard_job
-from shared.progress import ProgressTracker
-from shared.publisher import Publisher
+from shared.jobs.attempt import JobContext, Watcher
+from shared.jobs.live import LiveStore, announce_status
+from shared.jobs.pipeline import AwaitConfirmation, Pipeline, Pipelines, Succeeded, discard_job
+from shared.jobs.progress import ProgressTracker
+from shared.jobs.publisher import Publisher
+from shared.jobs.states import Status, backoff_seconds
+from shared.jobs.store import Job, JobStore
 from shared.settings import Settings
-from shared.storage import LocalStorage
+from shared.store.storage import LocalStorage
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ class JobRunner:
         live: LiveStore,
         storage: LocalStorage,
         publisher: Publisher,
-        pipelines: Mapping[str, Pipeline] = PIPELINES,
+        pipelines: Pipelines,
         name: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from shared.attempt import JobContext
-    from shared.jobstore import Job
+    from shared.jobs.attempt import JobContext
+    from shared.jobs.store import Job
     from shared.settings import Settings
+    from shared.store.storage import LocalStorage
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +40,16 @@ class Pipeline(Protocol):
 
     def discard(self, job: Job, settings: Settings) -> None:
         """Remove what the job wrote outside storage (e.g. staging tables), if anything."""
+
+
+Pipelines = Mapping[str, Pipeline]
+
+
+def discard_job(
+    job: Job, *, settings: Settings, storage: LocalStorage, pipelines: Pipelines
+) -> None:
+    """Remove everything a failed or cancelled job left: files, uploads, staging data."""
+    storage.remove_job(job.id)
+    pipeline = pipelines.get(job.type)
+    if pipeline is not None:
+        pipeline.discard(job, settings)

@@ -23,8 +23,8 @@ import orjson
 from isal import igzip
 from isal.igzip_lib import IsalError
 
+from shared.archive.unpack import RATIO_FLOOR_BYTES
 from shared.errors import BadArchive, UnsupportedVersion
-from shared.unpack import RATIO_FLOOR_BYTES
 
 KINDS = ("places", "items", "samples")
 SUPPORTED_MAJORS = (1, 2)

@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from shared.errors import JobCancelled, LeaseLost
-from shared.jobstore import Job, JobStore
-from shared.live import LiveStore
-from shared.progress import ProgressTracker
+from shared.jobs.live import LiveStore
+from shared.jobs.progress import ProgressTracker
+from shared.jobs.store import Job, JobStore
 from shared.settings import Settings
-from shared.storage import LocalStorage
+from shared.store.storage import LocalStorage
 from shared.timefmt import utcnow
 
 log = logging.getLogger(__name__)

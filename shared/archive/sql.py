@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shared.records import (
+from shared.fields import (
     ITEM_BASE_FIELDS,
     PLACE_FIELDS,
     SAMPLE_FIELDS,

@@ -24,25 +24,26 @@ from typing import Any
 
 import psycopg
 
-from shared.archive_reader import (
+from shared.archive.reader import (
     DataFile,
     check_metadata,
     data_files,
     records,
     verify_manifest,
 )
-from shared.attempt import JobContext
-from shared.db import raw_connection
+from shared.archive.records import item_row, place_row, sample_row
+from shared.archive.report import Report
+from shared.archive.staging import KINDS, Staging
+from shared.archive.unpack import Limits, archive_root, clear, unpack
 from shared.errors import BadRequest, JobCancelled, LeaseLost, ValidationFailed
-from shared.jobstate import PHASES, JobType
-from shared.jobstore import Job, JobStore
+from shared.fields import Problem
+from shared.jobs.attempt import JobContext
+from shared.jobs.pipeline import AwaitConfirmation, Outcome, Succeeded
+from shared.jobs.states import PHASES, JobType
+from shared.jobs.store import Job, JobStore
 from shared.params import ImportArchiveParams
-from shared.pipeline import AwaitConfirmation, Outcome, Succeeded
-from shared.records import Problem, item_row, place_row, sample_row
-from shared.report import Report
 from shared.settings import Settings
-from shared.staging import KINDS, Staging
-from shared.unpack import Limits, archive_root, clear, unpack
+from shared.store.db import raw_connection
 
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from shared.db import raw_connection
 from shared.errors import Interrupted
-from shared.jobstate import Status
-from shared.jobstore import Job, JobStore
-from shared.live import LiveStore, announce_status
-from shared.pipelines import discard_job
-from shared.publisher import Publisher
+from shared.jobs.live import LiveStore, announce_status
+from shared.jobs.pipeline import Pipelines, discard_job
+from shared.jobs.publisher import Publisher
+from shared.jobs.states import Status
+from shared.jobs.store import Job, JobStore
 from shared.settings import Settings
-from shared.staging import Staging, leftover_job_ids
-from shared.storage import LocalStorage
+from shared.store.db import raw_connection
+from shared.store.staging import drop_job_tables, leftover_job_ids
+from shared.store.storage import LocalStorage
 from shared.timefmt import format_iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class Sweeper:
         live: LiveStore,
         storage: LocalStorage,
         publisher: Publisher,
+        pipelines: Pipelines,
         backlog: Callable[[], int] | None = None,
     ) -> None:
         self.settings = settings
@@ -73,6 +74,7 @@ class Sweeper:
         self.live = live
         self.storage = storage
         self.publisher = publisher
+        self.pipelines = pipelines
         self.backlog = backlog
 
     def sweep(self) -> SweepReport:
@@ -161,7 +163,7 @@ class Sweeper:
         for job_id in staged:
             if known.get(job_id, (None, 0))[0] not in LIVE:
                 with raw_connection(self.settings.database_url) as conn:
-                    Staging(job_id).drop(conn)
+                    drop_job_tables(conn, job_id)
                     conn.commit()
                 report.removed_staging.append(job_id)
         for path in self.storage.stale_incoming(INCOMING_MAX_AGE_SECONDS):
@@ -185,7 +187,7 @@ class Sweeper:
 
     def _discard(self, job: Job) -> None:
         try:
-            discard_job(job, settings=self.settings, storage=self.storage)
+            discard_job(job, settings=self.settings, storage=self.storage, pipelines=self.pipelines)
         except Exception:
             # What is left is found again by `_leftovers` on a later sweep.
             log.exception("sweep: could not remove what job %s left", job.id)

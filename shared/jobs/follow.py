@@ -10,11 +10,22 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from shared.jobstate import TERMINAL
-from shared.live import LiveStore, Subscription
-from shared.service import JobService
+from shared.jobs.live import LiveStore, Subscription
+from shared.jobs.states import TERMINAL
+from shared.jobs.store import Job
+
+
+class JobSource(Protocol):
+    """Where the follower reads a job and its API view (the service)."""
+
+    def get(self, job_id: str) -> Job:
+        """The job as the database holds it now."""
+
+    def view(self, job: Job) -> dict[str, Any]:
+        """The API's Job object."""
+
 
 QUIET_SECONDS = 2.0
 
@@ -29,7 +40,7 @@ class Update:
 
 
 def follow(
-    service: JobService,
+    service: JobSource,
     live: LiveStore,
     job_id: str,
     *,

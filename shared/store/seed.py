@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from shared.db import raw_connection
-from shared.records import ITEM_COLUMNS, PLACE_COLUMNS
+from shared.fields import ITEM_COLUMNS, PLACE_COLUMNS
+from shared.store.db import raw_connection
 
 # On trips a sample comes this many times more often than during visits.
 TRIP_DENSITY = 15
