@@ -143,20 +143,27 @@ def _has_items(cli: Cli, account_id: str) -> bool:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
-@click.option("--workers", type=int, default=2, show_default=True)
-@click.option("--threads", type=int, default=16, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option(
+    "--connections",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Simultaneous connections per worker, SSE streams included.",
+)
 @click.option("--dev", is_flag=True, help="Flask's own server instead of gunicorn.")
 @pass_cli
-def web(cli: Cli, *, host: str, port: int, workers: int, threads: int, dev: bool) -> None:
-    """Run the web process (JSON API and SSE)."""
-    from web import create_app
-
+def web(cli: Cli, *, host: str, port: int, workers: int, connections: int, dev: bool) -> None:
+    """Run the web process (JSON API and SSE) with gunicorn's gevent workers."""
     if dev:
+        from web import create_app
+
         create_app(cli.settings).run(host=host, port=port, threaded=True)
         return
     from cli.gunicorn import serve
 
-    serve(cli.settings, host=host, port=port, workers=workers, threads=threads)
+    # `cli` already read the settings, so a bad one has failed before gunicorn starts.
+    serve(host=host, port=port, workers=workers, connections=connections)
 
 
 @main.command()

@@ -9,6 +9,9 @@ TASK_SWEEP = "ferry.sweep"
 
 PROGRESS_TTL_SECONDS = 7 * 24 * 3600
 CANCEL_TTL_SECONDS = 24 * 3600
+# An open SSE stream renews its slot at least every third of this; a slot whose web
+# process died lapses after it.
+STREAM_SLOT_TTL_SECONDS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +31,7 @@ class Keys:
     def channel(self, job_id: str) -> str:
         """Pub/sub channel of a job's progress and status events."""
         return f"{self.prefix}:job:{job_id}:events"
+
+    def streams(self, account_id: str) -> str:
+        """Sorted set of an account's open SSE streams, each scored by when its slot lapses."""
+        return f"{self.prefix}:account:{account_id}:streams"

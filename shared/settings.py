@@ -35,6 +35,8 @@ class Settings:
     export_retention_hours: float = 168.0
     max_upload_bytes: int = 2_147_483_648
     sync_export_max_rows: int = 10_000
+    max_streams_per_account: int = 8
+    stream_seconds: float = 300.0
     # Ferry's additions (documented in README "Configuration").
     redis_prefix: str = "ferry"
     retry_base_seconds: float = 5.0
@@ -94,6 +96,8 @@ class Settings:
             export_retention_hours=_number(env, "FERRY_EXPORT_RETENTION_HOURS", 168.0),
             max_upload_bytes=int(_number(env, "FERRY_MAX_UPLOAD_BYTES", 2_147_483_648)),
             sync_export_max_rows=int(_number(env, "FERRY_SYNC_EXPORT_MAX_ROWS", 10_000)),
+            max_streams_per_account=int(_number(env, "FERRY_MAX_STREAMS_PER_ACCOUNT", 8)),
+            stream_seconds=_number(env, "FERRY_STREAM_SECONDS", 300.0),
             redis_prefix=env.get("FERRY_REDIS_PREFIX", "ferry"),
             retry_base_seconds=_number(env, "FERRY_RETRY_BASE_SECONDS", 5.0),
             max_rows_per_second=_number(env, "FERRY_MAX_ROWS_PER_SECOND", 0.0),
@@ -107,6 +111,10 @@ class Settings:
             raise ConfigError(f"FERRY_LEASE_SECONDS must be at least {MIN_LEASE_SECONDS}")
         if settings.sweep_seconds <= 0:
             raise ConfigError("FERRY_SWEEP_SECONDS must be positive")
+        if settings.max_streams_per_account < 1:
+            raise ConfigError("FERRY_MAX_STREAMS_PER_ACCOUNT must be at least 1")
+        if settings.stream_seconds <= 0:
+            raise ConfigError("FERRY_STREAM_SECONDS must be positive")
         return settings
 
 

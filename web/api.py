@@ -17,7 +17,9 @@ from shared.service import JobService
 from shared.store.accounts import get_account
 from shared.timefmt import parse_iso
 from web.auth import principal, require_ops, require_token
-from web.sse import job_events
+from web.errors import error_response
+from web.sse import job_events, resume_after
+from web.streams import TooManyStreams
 from web.uploads import adopted
 
 blueprint = Blueprint("api", __name__)
@@ -153,15 +155,40 @@ def get_job(job_id: str) -> Response:
 @blueprint.get("/jobs/<job_id>/events")
 @require_token
 def job_event_stream(job_id: str) -> Response:
-    """Server-Sent Events: a snapshot, then progress and status changes, until the end."""
-    service = _service()
-    service.get(job_id, account_id=principal().account_id)  # 404 before the stream opens
-    stream: Iterator[str] = job_events(service, current_app.extensions["ferry"].live, job_id)
-    return Response(
+    """Server-Sent Events: a snapshot, then progress and status changes, until the end or
+    the stream's lifetime; 429 `too_many_streams` while the account has its cap open."""
+    resources = current_app.extensions["ferry"]
+    account_id = principal().account_id
+    resources.service.get(job_id, account_id=account_id)  # 404 before a slot is taken
+    try:
+        slot = resources.streams.take(account_id)
+    except TooManyStreams as refused:
+        response, status = error_response(
+            "too_many_streams",
+            f"this account already has {refused.limit} open event streams; "
+            "close one, or retry after the time in Retry-After",
+            {"limit": refused.limit},
+            status=429,
+        )
+        response.status_code = status
+        response.headers["Retry-After"] = str(refused.retry_after)
+        return response
+    stream: Iterator[str] = job_events(
+        resources.service,
+        resources.live,
+        job_id,
+        after=resume_after(request.headers.get("Last-Event-ID")),
+        seconds=resources.settings.stream_seconds,
+        slot=slot,
+    )
+    response = Response(
         stream,
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+    # The server closes the body when the stream ends or the client went away.
+    response.call_on_close(slot.release)
+    return response
 
 
 @blueprint.post("/jobs/<job_id>/cancel")

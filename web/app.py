@@ -15,6 +15,7 @@ from shared.service import JobService
 from shared.settings import Settings
 from shared.store.db import make_engine
 from shared.store.storage import LocalStorage
+from web.streams import StreamSlots
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class WebResources:
     live: LiveStore
     storage: LocalStorage
     service: JobService
+    streams: StreamSlots
 
 
 def create_app(
@@ -60,7 +62,13 @@ def create_app(
         storage=storage,
         publisher=publisher,
     )
-    app.extensions["ferry"] = WebResources(settings, engine, live, storage, service)
+    streams = StreamSlots.from_url(
+        settings.redis_url,
+        prefix=settings.redis_prefix,
+        limit=settings.max_streams_per_account,
+        lifetime_seconds=settings.stream_seconds,
+    )
+    app.extensions["ferry"] = WebResources(settings, engine, live, storage, service, streams)
 
     from web import api, errors, health, uploads
 

@@ -2,7 +2,9 @@
 
 Subscribes before reading the snapshot, so no event falls between them. When Redis is
 quiet (or was emptied), the job row is re-read every `quiet` seconds, so a status change
-still arrives and the stream still ends.
+still arrives and the stream still ends. A follower given `seconds` stops after that long
+with `reconnect` (an SSE stream's lifetime): following again starts from a fresh snapshot,
+so nothing that happened in between is missed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ QUIET_SECONDS = 2.0
 
 @dataclass(frozen=True, slots=True)
 class Update:
-    """One thing to show: `snapshot`, `progress`, `status`, `quiet` or `end`."""
+    """One thing to show: `snapshot`, `progress`, `status`, `quiet`, then `end` (the job
+    reached a status in `until`) or `reconnect` (the follower's time is up)."""
 
     kind: str
     job: dict[str, Any] | None = None
@@ -46,9 +49,11 @@ def follow(
     *,
     quiet: float = QUIET_SECONDS,
     until: frozenset[str] = TERMINAL,
+    seconds: float | None = None,
 ) -> Iterator[Update]:
     """Updates of `job_id`: a snapshot first, then changes, and `end` at a status in `until`
-    (terminal statuses by default)."""
+    (terminal statuses by default), or `reconnect` once `seconds` have passed."""
+    deadline = None if seconds is None else time.monotonic() + seconds
     subscription: Subscription | None
     try:
         subscription = live.subscribe(job_id)
@@ -59,14 +64,18 @@ def follow(
         yield Update("snapshot", job=service.view(job))
         last_status = job.status
         while job.status not in until:
+            wait = quiet if deadline is None else min(quiet, deadline - time.monotonic())
+            if wait <= 0:
+                yield Update("reconnect")
+                return
             event = None
             if subscription is not None:
                 try:
-                    event = subscription.next_event(quiet)
+                    event = subscription.next_event(wait)
                 except Exception:
                     subscription = None
             else:
-                time.sleep(quiet)
+                time.sleep(wait)
             if event is not None and event.get("type") == "progress":
                 yield Update("progress", progress=event["progress"])
                 continue

@@ -122,6 +122,8 @@ class Stack:
             "FERRY_MAX_ROWS_PER_SECOND": str(settings.max_rows_per_second),
             "FERRY_EXPORT_RETENTION_HOURS": str(settings.export_retention_hours),
             "FERRY_MAX_UPLOAD_BYTES": str(settings.max_upload_bytes),
+            "FERRY_MAX_STREAMS_PER_ACCOUNT": str(settings.max_streams_per_account),
+            "FERRY_STREAM_SECONDS": str(settings.stream_seconds),
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
         }
@@ -154,22 +156,27 @@ class Stack:
         """A client of /api/v1 with `token`."""
         return Api(self.base_url + "/api/v1", token)
 
-    def start_web(self) -> Process:
-        """Start `ferry web` (gunicorn) and wait until /healthz answers."""
-        self.port = free_port()
-        process = self._spawn(
-            "web", "web", "--port", str(self.port), "--workers", "1", "--threads", "16"
-        )
+    def start_web(self, *, workers: int = 1) -> Process:
+        """Start `ferry web` (gunicorn) and wait until /healthz answers; `api()` uses it."""
+        process, port = self.launch_web(workers=workers)
+        self.port = port
+        return process
+
+    def launch_web(self, *, workers: int = 1) -> tuple[Process, int]:
+        """Start one more `ferry web` on a port of its own, wait until /healthz answers;
+        the process and its port."""
+        port = free_port()
+        process = self._spawn("web", "web", "--port", str(port), "--workers", str(workers))
 
         def healthy() -> bool:
             assert process.alive(), process.text()
             try:
-                return requests.get(self.base_url + "/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok
+            except (requests.ConnectionError, requests.Timeout):
+                return False  # not listening yet, or the worker is still loading the app
 
         wait_for(healthy, timeout=30, what="ferry web to answer")
-        return process
+        return process, port
 
     def _start_celery(self, name: str, *args: str) -> Process:
         process = self._spawn(name, *args)
