@@ -6,7 +6,7 @@ PORT ?= 8000
 DEMO_ACCOUNT ?= demo
 DEMO_DAYS ?= 30
 
-.PHONY: install services db run test lint unit integration e2e bench clean
+.PHONY: install services db run test lint unit integration e2e install-check lock bench clean
 
 $(BIN)/ferry: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,18 @@ integration: install services
 
 e2e: install services
 	$(BIN)/pytest tests/e2e
+
+# The wheel in fresh venvs without extras (plain, and from the lock as the image does).
+install-check: install services
+	$(BIN)/pytest -m install
+
+# requirements.lock: the image's runtime dependencies, pinned with hashes, for the image's
+# Python and platform whatever machine runs this. Existing pins are kept unless
+# LOCK_FLAGS=--upgrade (or --upgrade-package NAME).
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		$(LOCK_FLAGS) -o requirements.lock
 
 bench: install services
 	$(BIN)/python bench/export.py

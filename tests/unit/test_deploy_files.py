@@ -11,13 +11,18 @@ import fnmatch
 import json
 import re
 import shlex
+import tomllib
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import click
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 from sqlalchemy.engine import make_url
 
 from cli.main import main as ferry_cli
@@ -430,6 +435,145 @@ def test_when_a_container_starts_without_a_command_then_it_serves_the_web_app() 
     assert params["port"] in _exposed_ports()
 
 
+# --- requirements.lock: the image's pinned dependencies ------------------------------------
+
+LOCK = ROOT / "requirements.lock"
+# Where the image runs: the lock is resolved for this interpreter and platform.
+IMAGE_MARKERS = {
+    "python_version": "3.11",
+    "python_full_version": "3.11.0",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+}
+
+
+@dataclass(frozen=True)
+class Pin:
+    version: Version
+    hashes: int
+
+
+def _lock() -> dict[str, Pin]:
+    """Name -> pin of every requirement in requirements.lock (continuations joined)."""
+    pins: dict[str, Pin] = {}
+    text = LOCK.read_text()
+    for entry in re.split(r"\n(?=[^\s#])", text):
+        line = " ".join(part.strip().rstrip("\\") for part in entry.splitlines())
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        spec, *options = line.split(" --")
+        requirement = Requirement(spec)
+        pinned = [s for s in requirement.specifier if s.operator == "=="]
+        assert len(pinned) == 1 and len(requirement.specifier) == 1, f"not pinned: {spec}"
+        hashes = sum(1 for option in options if option.startswith("hash=sha256:"))
+        pins[canonicalize_name(requirement.name)] = Pin(Version(pinned[0].version), hashes)
+    return pins
+
+
+def _runtime_requirements() -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [Requirement(r) for r in project["dependencies"]]
+
+
+def _installed_requirements(name: str, extras: set[str]) -> list[Requirement] | None:
+    """What the dev venv's copy of `name` requires with `extras`, on the image's platform;
+    None when that copy is not the one the lock pins (its metadata may differ)."""
+    try:
+        installed = Version(metadata.version(name))
+    except metadata.PackageNotFoundError:
+        return None
+    if installed != _lock()[canonicalize_name(name)].version:
+        return None
+    wanted = []
+    for raw in metadata.requires(name) or []:
+        requirement = Requirement(raw)
+        markers = requirement.marker
+        if markers is None or any(
+            markers.evaluate({**IMAGE_MARKERS, "extra": extra}) for extra in {"", *extras}
+        ):
+            wanted.append(requirement)
+    return wanted
+
+
+def test_when_the_lock_is_read_then_it_pins_every_runtime_dependency_with_hashes() -> None:
+    """Given requirements.lock, when the image installs from it, then every runtime
+    dependency of pyproject.toml, with the packages its extras bring (`celery[redis]` needs
+    kombu's Redis transport: redis-py and packaging), is pinned to a version the project
+    accepts, with hashes; dev tools are not in it. (A dependency's own dependencies are
+    followed where the dev venv holds the locked version; the install test proves the rest
+    by installing from the lock in hash-checking mode.)"""
+    pins = _lock()
+    assert all(pin.hashes >= 1 for pin in pins.values()), "a pin without --hash"
+    assert "--python-version 3.11" in LOCK.read_text(), "the lock is not resolved for 3.11"
+    assert "x86_64" in LOCK.read_text(), "the lock is not resolved for linux x86_64"
+
+    pending = _runtime_requirements()
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if (name, frozenset(requirement.extras)) in seen:
+            continue
+        seen.add((name, frozenset(requirement.extras)))
+        assert name in pins, f"{requirement} is not in requirements.lock"
+        assert requirement.specifier.contains(pins[name].version, prereleases=True), (
+            f"requirements.lock pins {name}=={pins[name].version}, outside {requirement}"
+        )
+        pending.extend(_installed_requirements(name, set(requirement.extras)) or [])
+
+    for name in ("packaging", "redis", "gevent", "greenlet"):
+        assert name in pins, name
+    for dev in ("pytest", "ruff", "mypy", "fakeredis", "uv"):
+        assert dev not in pins, f"dev tool {dev} in the image's lock"
+
+
+def test_when_the_image_builds_then_its_dependencies_come_from_the_lock() -> None:
+    """Given the Dockerfile, when it builds, then the final image installs its dependencies
+    from requirements.lock in hash-checking mode, then Ferry itself with --no-deps (nothing
+    resolved again from the index), and runs `pip check`."""
+    final = _stages()[-1]
+    copies = {
+        i.args.split()[-1]: i.args.split()[-2]
+        for i in final
+        if i.keyword == "COPY" and "--from" not in i.args
+    }
+    lock_in_image = next((dest for dest, src in copies.items() if src == LOCK.name), None)
+    assert lock_in_image is not None, f"the final stage does not copy {LOCK.name}: {copies}"
+    runs = [i.args for i in final if i.keyword == "RUN"]
+    installs = [
+        command.strip()
+        for run in runs
+        for command in re.split(r"&&|;", run)
+        if re.search(r"\bpip install\b", command)
+    ]
+
+    from_lock = [c for c in installs if f"-r {lock_in_image}" in c]
+    assert len(from_lock) == 1, f"no `pip install -r {lock_in_image}`: {installs}"
+    assert "--require-hashes" in from_lock[0]
+    others = [c for c in installs if c not in from_lock]
+    assert others and all("--no-deps" in c for c in others), f"resolves again: {others}"
+    assert installs.index(from_lock[0]) < installs.index(others[0])
+    assert any(re.search(r"\bpip check\b", run) for run in runs), "no `pip check`"
+
+
+def test_when_the_image_serves_the_web_app_then_it_uses_the_worker_class_it_installs() -> None:
+    """Given the image's default command, when it starts, then `ferry web` runs gunicorn
+    with gevent workers (not Flask's dev server), and gevent is in the image's lock."""
+    from cli.gunicorn import options
+
+    _, params = _ferry(_exec_form([i for i in _stages()[-1] if i.keyword == "CMD"][-1]))
+
+    assert params["dev"] is False
+    worker_class = options(bind="0.0.0.0:8000", workers=1, connections=10)["worker_class"]
+    assert worker_class == "gevent"
+    assert worker_class in _lock()
+
+
 # --- .dockerignore -------------------------------------------------------------------------
 
 
@@ -456,6 +600,15 @@ def test_when_the_image_builds_then_local_state_stays_out_of_the_context() -> No
 
     assert _ignored(".venv", patterns)
     assert _ignored("var", patterns)
-    needed = ["pyproject.toml", "shared", "web", "worker", "cli", "migrations", "README.md"]
+    needed = [
+        "pyproject.toml",
+        "requirements.lock",
+        "shared",
+        "web",
+        "worker",
+        "cli",
+        "migrations",
+        "README.md",
+    ]
     kept_out = [name for name in needed if _ignored(name, patterns)]
     assert not kept_out, f"needed to install ferry but ignored: {kept_out}"
