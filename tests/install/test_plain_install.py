@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PIP_TIMEOUT = 900
 # Tools a dev install brings and a plain one must not: the venv is really without extras.
 DEV_ONLY = ("pytest", "fakeredis", "hypothesis")
+LOCAL_STATE = (".venv", "var", "build", "dist", "*.egg-info", "__pycache__", ".*_cache")
 
 
 def run(argv: list[str], *, env: dict[str, str], cwd: Path, timeout: float = 120) -> str:
@@ -65,6 +66,9 @@ def pip_env() -> dict[str, str]:
 def source_tree(target: Path) -> Path:
     """A copy of the checkout's files (tracked, or new and not ignored), so the build never
     sees local state such as .venv, var/ or a stale build/ folder."""
+    if not (ROOT / ".git").exists():  # an unpacked source archive: copy all but local state
+        local = shutil.ignore_patterns(*LOCAL_STATE)
+        return Path(shutil.copytree(ROOT, target, ignore=local))
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
