@@ -25,7 +25,8 @@ from shared.keys import STREAM_SLOT_TTL_SECONDS, Keys
 log = logging.getLogger(__name__)
 
 # KEYS[1] the account's set; ARGV: cap, slot ttl ms, stream lifetime ms, random id.
-# Answers {1, member} when a slot was taken, else {0, ms until the first slot frees}.
+# Answers {1, member} when a slot was taken, else {0, ms until a slot is free at the
+# latest}.
 _TAKE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -35,8 +36,10 @@ local open = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 if #open / 2 >= cap then
   local soonest = nil
   for i = 1, #open, 2 do
-    local ends = tonumber(string.match(open[i], '^(%d+):'))
-    local frees = math.min(ends or now + life, tonumber(open[i + 1]))
+    -- A live stream renews its lapse and frees its slot at its lifetime's end; a dead
+    -- one frees it at its lapse. Which it is cannot be told, so take the later.
+    local ends = tonumber(string.match(open[i], '^(%d+):')) or now + life
+    local frees = math.max(ends, tonumber(open[i + 1]))
     if soonest == nil or frees < soonest then soonest = frees end
   end
   return {0, math.max(soonest - now, 0)}
