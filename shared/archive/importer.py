@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -31,9 +32,9 @@ from shared.archive.reader import (
     records,
     verify_manifest,
 )
-from shared.archive.records import item_row, place_row, sample_row
+from shared.archive.records import Decoded, item_row, place_row, sample_row, unknown_keys
 from shared.archive.report import Report
-from shared.archive.staging import KINDS, Staging
+from shared.archive.staging import KINDS, Repeats, Staging
 from shared.archive.unpack import Limits, archive_root, clear, unpack
 from shared.errors import BadRequest, JobCancelled, LeaseLost, ValidationFailed
 from shared.fields import Problem
@@ -44,16 +45,19 @@ from shared.jobs.store import Job, JobStore
 from shared.params import ImportArchiveParams
 from shared.settings import Settings
 from shared.store.db import raw_connection
+from shared.timefmt import format_iso, utcnow
 
 log = logging.getLogger(__name__)
 
-DECODERS: dict[str, Callable[[Any], tuple[tuple[Any, ...], list[Problem] | None]]] = {
+DECODERS: dict[str, Callable[[Any, datetime | None], Decoded]] = {
     "places": place_row,
     "items": item_row,
     "samples": sample_row,
 }
 # Rows counted between progress reports and cancel checks during validation.
 BATCH = 2_000
+# Records of a kind whose unknown keys are named in the report (all of them are counted).
+NAMED_UNKNOWN = 1_000
 _STATS_KEYS = {"places": "placeCount", "items": "itemCount", "samples": "sampleCount"}
 
 
@@ -145,9 +149,18 @@ class ImportArchive:
             unregister = ctx.watcher.on_interrupt(conn.cancel_safe)
             try:
                 staging.create(conn)
+                # What a missing lastSaved becomes (the Arc apps' default is "now").
+                now = utcnow()
+                report.archive["imported_at"] = format_iso(now)
                 for kind in KINDS:
                     self._validate_kind(
-                        ctx, conn=conn, staging=staging, kind=kind, files=files, report=report
+                        ctx,
+                        conn=conn,
+                        staging=staging,
+                        kind=kind,
+                        files=files,
+                        report=report,
+                        now=now,
                     )
                 conn.commit()
                 ctx.finish_phase()
@@ -197,9 +210,12 @@ class ImportArchive:
         kind: str,
         files: list[DataFile],
         report: Report,
+        now: datetime,
     ) -> None:
         decode = DECODERS[kind]
         max_ratio = ctx.settings.max_compression_ratio
+        unknown_total = named = 0
+        names: set[str] = set()
         with staging.writer(conn, kind) as copy:
             for file_no, data in enumerate(files):
                 if data.kind != kind:
@@ -207,11 +223,14 @@ class ImportArchive:
                 seen = invalid = 0
                 for index, value in records(data, max_ratio=max_ratio):
                     seen += 1
-                    row, problems = decode(value)
-                    if problems:
+                    row, problems, unknown = decode(value, now)
+                    if unknown:
+                        unknown_total += unknown
+                        if named < NAMED_UNKNOWN:
+                            named += 1
+                            names.update(unknown_keys(kind, value))
+                    if problems and self._refused(report, data.relative, index, problems):
                         invalid += 1
-                        for problem in problems:
-                            report.errors.add(data.relative, index, problem.field, problem.reason)
                     else:
                         copy.write_row((file_no, index, *row))
                     if seen % BATCH == 0:
@@ -219,6 +238,22 @@ class ImportArchive:
                 ctx.advance(seen % BATCH)
                 report.count(kind, "records", seen)
                 report.count(kind, "invalid", invalid)
+        # Keys Ferry has no column for (newer app versions, derived values like a place's
+        # `category`) are not imported; the report counts them and names what it saw.
+        report.count(kind, "ignored_keys", unknown_total)
+        if names:
+            report.archive.setdefault("ignored_keys", {})[kind] = sorted(names)[:100]
+
+    @staticmethod
+    def _refused(report: Report, file: str, index: int, problems: list[Problem]) -> bool:
+        """Report a record's problems; whether any refuses it (warnings alone do not)."""
+        refused = any(not p.warning for p in problems)
+        for problem in problems:
+            if not problem.warning:
+                report.errors.add(file, index, problem.field, problem.reason)
+            elif not refused:
+                report.warnings.add(file, index, problem.field, problem.reason)
+        return refused
 
     def _stage(
         self,
@@ -233,50 +268,36 @@ class ImportArchive:
         account = ctx.job.account_id
         staging.index(conn)
         for kind in KINDS:
-            total, rows = staging.duplicates(conn, kind)
-            report.errors.extend(
-                [
-                    {
-                        "file": names[r["file_no"]],
-                        "index": r["index"],
-                        "field": "id",
-                        "reason": f"duplicate id (first in {names[r['first_file_no']]} at index"
-                        f" {r['first_index']})",
-                    }
-                    for r in rows
-                ],
-                total,
-            )
-            report.count(kind, "duplicates", total)
-            report.count(kind, "invalid", total)
+            self._report_repeats(report, names, kind, staging.duplicates(conn, kind))
         checks = (
             (
                 "items",
                 "place_id",
                 "places",
                 "visit.placeId",
-                "no such place in the archive or the account",
+                "no such place in the archive or the account; set to null, and so the visit"
+                " is not confirmed and is uncertain (the Arc apps' rules)",
             ),
             (
                 "items",
                 "previous_item_id",
                 "items",
                 "base.previousItemId",
-                "no such item in the archive or the account",
+                "no such item in the archive or the account; set to null",
             ),
             (
                 "items",
                 "next_item_id",
                 "items",
                 "base.nextItemId",
-                "no such item in the archive or the account",
+                "no such item in the archive or the account; set to null",
             ),
             (
                 "samples",
                 "timeline_item_id",
                 "items",
                 "timelineItemId",
-                "no such item in the archive or the account",
+                "no such item in the archive or the account; set to null",
             ),
         )
         self._warn(
@@ -291,8 +312,17 @@ class ImportArchive:
             found = staging.null_missing(
                 conn, kind=kind, column=column, target=target, account_id=account
             )
-            self._warn(report, names, kind, *found, field=field, reason=f"{reason}; set to null")
+            self._warn(report, names, kind, *found, field=field, reason=reason)
             ctx.check()
+        self._warn(
+            report,
+            names,
+            "samples",
+            *staging.null_deleted_items(conn, account),
+            field="timelineItemId",
+            reason="the item is deleted, and the Arc apps keep no samples on a deleted item;"
+            " set to null",
+        )
         staged = staging.counts(conn)
         for kind in KINDS:
             existing, newer = staging.conflicts(conn, kind, account)
@@ -301,6 +331,45 @@ class ImportArchive:
             report.count(kind, "newer_in_archive", newer)
             ctx.advance(staged[kind])
         return staged
+
+    @staticmethod
+    def _report_repeats(report: Report, names: list[str], kind: str, found: Repeats) -> None:
+        """Copies of one id: older or identical ones are warnings, conflicting ones errors."""
+
+        def where(r: dict[str, Any]) -> str:
+            return f"{names[r['kept_file_no']]} at index {r['kept_index']}"
+
+        report.warnings.extend(
+            [
+                {
+                    "file": names[r["file_no"]],
+                    "index": r["index"],
+                    "field": "id",
+                    "reason": f"the same record as in {where(r)}; one copy is kept"
+                    if r["same"]
+                    else f"an older copy (lastSaved {r['last_saved']}) of the record in"
+                    f" {where(r)} (lastSaved {r['kept_last_saved']}); the newer one is kept",
+                }
+                for r in found.older
+            ],
+            found.older_total,
+        )
+        report.errors.extend(
+            [
+                {
+                    "file": names[r["file_no"]],
+                    "index": r["index"],
+                    "field": "id",
+                    "reason": f"duplicate id: as new as the copy in {where(r)} (lastSaved"
+                    f" {r['last_saved']}) but different; which one is right cannot be told",
+                }
+                for r in found.conflicts
+            ],
+            found.conflict_total,
+        )
+        report.count(kind, "duplicates", found.older_total + found.conflict_total)
+        report.count(kind, "older_copies", found.older_total)
+        report.count(kind, "invalid", found.conflict_total)
 
     @staticmethod
     def _warn(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -20,6 +20,7 @@ from psycopg import postgres, sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
+from shared.archive.report import LISTED
 from shared.fields import (
     ITEM_BASE_FIELDS,
     PLACE_FIELDS,
@@ -53,6 +54,8 @@ _STAGED_TYPE = {
     Kind.FLOAT: "float8",
     Kind.BOOL: "bool",
 }
+# What a visit that loses its place becomes (TimelineItemVisit.clearPlace).
+PLACE_FLAGS = sql.SQL("confirmed_place = false, uncertain_place = true")
 # Hashing a million ids stays in memory with this much (the default 4 MB spills to
 # disk); it is set for the staging checks' own transaction only.
 STAGING_WORK_MEM = "256MB"
@@ -83,6 +86,19 @@ def _ident(*parts: str) -> sql.Identifier:
 
 def _cols(columns: tuple[str, ...]) -> sql.Composable:
     return sql.SQL(", ").join(_ident(c) for c in columns)
+
+
+@dataclass(slots=True)
+class Repeats:
+    """Copies of ids that `duplicates` removed: older (or identical) ones, and conflicts.
+
+    Each holds the first LISTED in archive order, with where the kept copy is.
+    """
+
+    older: list[dict[str, Any]] = field(default_factory=list)
+    older_total: int = 0
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    conflict_total: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,43 +182,96 @@ class Staging:
 
     # --- checks -------------------------------------------------------------------------
 
-    def duplicates(self, conn: psycopg.Connection, kind: str) -> tuple[int, list[dict[str, Any]]]:
-        """Remove every repeat of an id after its first occurrence; report them."""
+    def duplicates(self, conn: psycopg.Connection, kind: str) -> Repeats:
+        """Keep one copy of every id: the one with the newest lastSaved; report the rest.
+
+        An app backup updated incrementally holds older copies of a record (an item whose
+        start moved to another month file): those go with a warning. Copies as new as
+        the kept one go too: with a warning when their content is the same, as an error
+        when it differs (which one is right cannot be told). Ties go to the first in the
+        archive's order.
+        """
         table = self.table(kind)
         repeated = conn.execute(
             sql.SQL("SELECT 1 FROM {t} GROUP BY id HAVING count(*) > 1 LIMIT 1").format(t=table)
         ).fetchone()
         if repeated is None:  # the usual case: one hash aggregate and done
-            return 0, []
+            return Repeats()
+        content = sql.SQL("ROW({cols})::text").format(
+            cols=sql.SQL(", ").join(_ident(c) for c in COLUMNS[kind])
+        )
         rows = conn.execute(
             sql.SQL(
-                "WITH ranked AS (SELECT file_no, idx, id, row_number() OVER"
-                " (PARTITION BY id ORDER BY file_no, idx) AS n,"
-                " first_value(file_no) OVER (PARTITION BY id ORDER BY file_no, idx) AS f0,"
-                " first_value(idx) OVER (PARTITION BY id ORDER BY file_no, idx) AS i0"
-                " FROM {t}), gone AS (DELETE FROM {t} s USING ranked r"
+                "WITH ranked AS (SELECT file_no, idx, last_saved, row_number() OVER w AS n,"
+                " first_value(file_no) OVER w AS f0, first_value(idx) OVER w AS i0,"
+                " first_value(last_saved) OVER w AS newest,"
+                " {content} = first_value({content}) OVER w AS same"
+                " FROM {t} WHERE id IN (SELECT id FROM {t} GROUP BY id HAVING count(*) > 1)"
+                " WINDOW w AS (PARTITION BY id ORDER BY last_saved DESC NULLS LAST,"
+                " file_no, idx)),"
+                " gone AS (DELETE FROM {t} s USING ranked r"
                 " WHERE r.n > 1 AND s.file_no = r.file_no AND s.idx = r.idx"
-                " RETURNING r.file_no, r.idx, r.f0, r.i0)"
-                " SELECT count(*) OVER (), file_no, idx, f0, i0 FROM gone"
-                " ORDER BY file_no, idx LIMIT 100"
-            ).format(t=table)
+                " RETURNING r.file_no, r.idx, r.f0, r.i0, r.last_saved, r.newest,"
+                " (r.last_saved IS NOT DISTINCT FROM r.newest) AS tie, r.same),"
+                " listed AS (SELECT *, row_number() OVER (PARTITION BY tie AND NOT same"
+                " ORDER BY file_no, idx) AS k,"
+                " count(*) OVER (PARTITION BY tie AND NOT same) AS total FROM gone)"
+                " SELECT tie AND NOT same, total, file_no, idx, f0, i0, last_saved::text,"
+                " newest::text, tie FROM listed WHERE k <= {limit} ORDER BY file_no, idx"
+            ).format(t=table, content=content, limit=sql.Literal(LISTED))
         ).fetchall()
-        total = rows[0][0] if rows else 0
-        return total, [
-            {"file_no": r[1], "index": r[2], "first_file_no": r[3], "first_index": r[4]}
-            for r in rows
-        ]
+        found = Repeats()
+        for conflict, total, file_no, idx, f0, i0, saved, newest, tie in rows:
+            entry = {
+                "file_no": file_no,
+                "index": idx,
+                "kept_file_no": f0,
+                "kept_index": i0,
+                "last_saved": saved,
+                "kept_last_saved": newest,
+                "same": tie and not conflict,
+            }
+            if conflict:
+                found.conflicts.append(entry)
+                found.conflict_total = total
+            else:
+                found.older.append(entry)
+                found.older_total = total
+        return found
 
     def null_missing(
         self, conn: psycopg.Connection, *, kind: str, column: str, target: str, account_id: str
     ) -> tuple[int, list[dict[str, Any]]]:
-        """Null references to records in neither the archive nor the account; report them."""
+        """Null references to records in neither the archive nor the account; report them.
+
+        A visit that loses its place also loses what depends on it: it can no longer be
+        confirmed, and it is uncertain (the Arc apps' rules, `app_rules`).
+        """
         condition = sql.SQL(
             "s.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {stg} x WHERE x.id = s.{c})"
             " AND NOT EXISTS (SELECT 1 FROM {live} l WHERE l.account_id = %(a)s"
             " AND l.id = s.{c})"
         ).format(c=_ident(column), stg=self.table(target), live=_ident(LIVE_TABLE[target]))
-        return self._null_where(conn, kind, (column,), condition, {"a": account_id})
+        also = PLACE_FLAGS if column == "place_id" else None
+        return self._null_where(conn, kind, (column,), condition, {"a": account_id}, also=also)
+
+    def null_deleted_items(
+        self, conn: psycopg.Connection, account_id: str
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Null a sample's item when that item is deleted; report them.
+
+        The Arc apps refuse to store a sample on a deleted item, and abort the rest of
+        its week's file when they meet one (LocoKit2's sample guard trigger). The item
+        the import writes counts; an account's item only when the archive has none.
+        """
+        # One hashed set of the deleted ids: a lookup per sample would cost seconds.
+        condition = sql.SQL(
+            "s.timeline_item_id IN (SELECT x.id FROM {stg} x WHERE x.deleted"
+            " UNION ALL SELECT l.id FROM timeline_items l WHERE l.account_id = %(a)s"
+            " AND l.deleted AND NOT EXISTS (SELECT 1 FROM {stg} y WHERE y.id = l.id))"
+        ).format(stg=self.table("items"))
+        params = {"a": account_id}
+        return self._null_where(conn, "samples", ("timeline_item_id",), condition, params)
 
     def null_self_edges(self, conn: psycopg.Connection) -> tuple[int, list[dict[str, Any]]]:
         """Edges of an item to itself, and previous == next: both become null."""
@@ -225,6 +294,8 @@ class Staging:
         columns: tuple[str, ...],
         condition: sql.Composable,
         params: dict[str, Any],
+        *,
+        also: sql.Composable | None = None,
     ) -> tuple[int, list[dict[str, Any]]]:
         table = self.table(kind)
         first = _ident(columns[0])
@@ -238,6 +309,8 @@ class Staging:
         if not examples:
             return 0, []
         assignments = sql.SQL(", ").join(sql.SQL("{c} = NULL").format(c=_ident(c)) for c in columns)
+        if also is not None:
+            assignments = sql.SQL("{a}, {b}").format(a=assignments, b=also)
         conn.execute(
             sql.SQL("UPDATE {t} s SET {set} WHERE {cond}").format(
                 t=table, set=assignments, cond=condition

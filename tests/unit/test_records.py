@@ -45,7 +45,13 @@ def _json_trip(obj: Any) -> Any:
 
 
 def _fields(problems: list[Problem]) -> set[str]:
-    return {p.field for p in problems}
+    """The fields named by the problems that refuse the record (not the warnings)."""
+    return {p.field for p in problems if not p.warning}
+
+
+def _warned(problems: list[Problem]) -> set[str]:
+    """The fields named by warnings (what an import changed, e.g. a default it took)."""
+    return {p.field for p in problems if p.warning}
 
 
 def place_row(**changes: Any) -> dict[str, Any]:
@@ -59,10 +65,14 @@ def place_row(**changes: Any) -> dict[str, Any]:
         latitude=38.7223,
         longitude=-9.1393,
         radius_mean=25.5,
+        radius_sd=4.25,
         is_stale=False,
         visit_count=42,
+        visit_days=12,
         last_visit_date=datetime(2024, 4, 30, 18, 0, tzinfo=UTC),
         foursquare_category_id=4,
+        foursquare_category_v2_id="4bf58dd8d48988d116941735",
+        source="LocoKit2",
         last_saved=SAVED,
     )
     row.update(changes)
@@ -77,18 +87,23 @@ def visit_row(**changes: Any) -> dict[str, Any]:
         start_date=datetime(2024, 5, 1, 8, 0, tzinfo=UTC),
         end_date=datetime(2024, 5, 1, 9, 30, tzinfo=UTC),
         source="LocoKit2",
+        source_version="9.1.0",
         disabled=False,
         deleted=False,
         locked=False,
+        samples_changed=True,
         last_saved=SAVED,
         next_item_id=OTHER_ID,
         step_count=120,
         latitude=38.7,
         longitude=-9.1,
         radius_mean=30.0,
+        radius_sd=5.0,
         place_id=PLACE_ID,
         confirmed_place=True,
+        uncertain_place=False,
         custom_title="Office",
+        visit_last_saved=SAVED - timedelta(minutes=5),
     )
     row.update(changes)
     return row
@@ -102,9 +117,11 @@ def trip_row(**changes: Any) -> dict[str, Any]:
         start_date=datetime(2024, 5, 1, 9, 30, tzinfo=UTC),
         end_date=datetime(2024, 5, 1, 9, 45, tzinfo=UTC),
         source="LocoKit2",
+        source_version="9.1.0",
         disabled=False,
         deleted=True,
         locked=False,
+        samples_changed=False,
         last_saved=SAVED,
         previous_item_id=ITEM_ID,
         distance=1520.5,
@@ -112,6 +129,7 @@ def trip_row(**changes: Any) -> dict[str, Any]:
         classified_activity_type=2,
         confirmed_activity_type=3,
         uncertain_activity_type=False,
+        trip_last_saved=SAVED + timedelta(seconds=1),
     )
     row.update(changes)
     return row
@@ -123,9 +141,12 @@ def sample_row(**changes: Any) -> dict[str, Any]:
         id="11111111-2222-4333-8444-555555555555",
         date=datetime(2024, 5, 1, 8, 15, 3, 500000, tzinfo=UTC),
         seconds_from_gmt=3600,
+        source="LocoKit2",
+        source_version="9.1.0",
         moving_state=-1,
         recording_state=5,
         disabled=False,
+        last_saved=SAVED,
         timeline_item_id=ITEM_ID,
         latitude=-33.8688,
         longitude=151.2093,
@@ -148,20 +169,21 @@ def test_the_archive_keys_are_the_ones_spec_4_lists() -> None:
         "latitude", "longitude", "radiusMean", "radiusSD", "isStale", "visitCount",
         "visitDays", "lastVisitDate", "mapboxPlaceId", "mapboxCategory", "mapboxMakiIcon",
         "googlePlaceId", "googlePrimaryType", "foursquarePlaceId", "foursquareCategoryId",
-        "userCategory", "source", "lastSaved",
+        "foursquareCategoryV2Id", "userCategory", "source", "lastSaved",
     ]  # fmt: skip
     assert [f.key for f in ITEM_BASE_FIELDS] == [
         "id", "isVisit", "startDate", "endDate", "source", "sourceVersion", "disabled",
-        "deleted", "locked", "lastSaved", "previousItemId", "nextItemId", "stepCount",
+        "deleted", "locked", "samplesChanged", "lastSaved", "previousItemId", "nextItemId",
+        "stepCount",
         "floorsAscended", "floorsDescended", "averageAltitude", "activeEnergyBurned",
         "averageHeartRate", "maxHeartRate",
     ]  # fmt: skip
-    assert {f.key for f in VISIT_FIELDS} | {"itemId", "lastSaved"} == {
+    assert {f.key for f in VISIT_FIELDS} | {"itemId"} == {
         "itemId", "latitude", "longitude", "radiusMean", "radiusSD", "placeId",
         "confirmedPlace", "uncertainPlace", "customTitle", "streetAddress", "locality",
         "countryCode", "lastSaved",
     }  # fmt: skip
-    assert {f.key for f in TRIP_FIELDS} | {"itemId", "lastSaved"} == {
+    assert {f.key for f in TRIP_FIELDS} | {"itemId"} == {
         "itemId", "distance", "speed", "classifiedActivityType", "confirmedActivityType",
         "uncertainActivityType", "lastSaved",
     }  # fmt: skip
@@ -190,10 +212,14 @@ def test_given_a_place_row_when_encoded_then_keys_are_camel_case_and_nulls_are_o
         "latitude": 38.7223,
         "longitude": -9.1393,
         "radiusMean": 25.5,
+        "radiusSD": 4.25,
         "isStale": False,
         "visitCount": 42,
+        "visitDays": 12,
         "lastVisitDate": "2024-04-30T18:00:00Z",
         "foursquareCategoryId": 4,
+        "foursquareCategoryV2Id": "4bf58dd8d48988d116941735",
+        "source": "LocoKit2",
         "lastSaved": "2024-05-01T12:00:00.25Z",
     }
     assert None not in encoded.values()
@@ -207,7 +233,8 @@ def test_given_a_uuid_object_when_encoded_then_it_is_written_upper_case() -> Non
 
 
 def test_given_a_visit_row_when_encoded_then_it_is_base_plus_visit_with_item_id() -> None:
-    """A visit is `{"base", "visit"}`; the visit part repeats the id and lastSaved."""
+    """A visit is `{"base", "visit"}`; the visit part repeats the id and has its own
+    lastSaved (kept apart from the base's)."""
     encoded = encode_item(visit_row())
 
     assert set(encoded) == {"base", "visit"}
@@ -217,9 +244,11 @@ def test_given_a_visit_row_when_encoded_then_it_is_base_plus_visit_with_item_id(
         "startDate": "2024-05-01T08:00:00Z",
         "endDate": "2024-05-01T09:30:00Z",
         "source": "LocoKit2",
+        "sourceVersion": "9.1.0",
         "disabled": False,
         "deleted": False,
         "locked": False,
+        "samplesChanged": True,
         "lastSaved": "2024-05-01T12:00:00.25Z",
         "nextItemId": OTHER_ID.upper(),
         "stepCount": 120,
@@ -229,10 +258,12 @@ def test_given_a_visit_row_when_encoded_then_it_is_base_plus_visit_with_item_id(
         "latitude": 38.7,
         "longitude": -9.1,
         "radiusMean": 30.0,
+        "radiusSD": 5.0,
         "placeId": PLACE_ID.upper(),
         "confirmedPlace": True,
+        "uncertainPlace": False,
         "customTitle": "Office",
-        "lastSaved": "2024-05-01T12:00:00.25Z",
+        "lastSaved": "2024-05-01T11:55:00.25Z",
     }
 
 
@@ -251,7 +282,7 @@ def test_given_a_trip_row_when_encoded_then_it_is_base_plus_trip_without_visit_f
         "classifiedActivityType": 2,
         "confirmedActivityType": 3,
         "uncertainActivityType": False,
-        "lastSaved": "2024-05-01T12:00:00.25Z",
+        "lastSaved": "2024-05-01T12:00:01.25Z",
     }
 
 
@@ -263,9 +294,12 @@ def test_given_a_sample_row_when_encoded_then_nulls_are_omitted_and_ids_upper_ca
         "id": "11111111-2222-4333-8444-555555555555",
         "date": "2024-05-01T08:15:03.5Z",
         "secondsFromGMT": 3600,
+        "source": "LocoKit2",
+        "sourceVersion": "9.1.0",
         "movingState": -1,
         "recordingState": 5,
         "disabled": False,
+        "lastSaved": "2024-05-01T12:00:00.25Z",
         "timelineItemId": ITEM_ID.upper(),
         "latitude": -33.8688,
         "longitude": 151.2093,
@@ -321,7 +355,7 @@ def test_given_ids_in_upper_or_lower_case_when_decoded_then_they_are_accepted_an
         }
     )
 
-    assert problems == []
+    assert _fields(problems) == set()  # the keys it lacks take defaults, with warnings
     assert upper["id"] == lower["id"]
     assert mixed["id"] == ITEM_ID.lower()
     assert mixed["next_item_id"] == OTHER_ID.lower()
@@ -353,7 +387,7 @@ def test_given_numeric_dates_when_decoded_then_apple_and_unix_seconds_are_accept
         }
     )
 
-    assert problems == []
+    assert _fields(problems) == set()
     assert decoded["start_date"] == datetime(2023, 3, 8, 20, 26, 40, tzinfo=UTC)
     assert decoded["end_date"] == datetime(2023, 3, 8, 20, 27, 40, 500000, tzinfo=UTC)
     assert decoded["last_saved"] == datetime(2001, 1, 1, tzinfo=UTC)
@@ -380,7 +414,7 @@ def test_given_a_date_string_in_any_form_the_date_parser_accepts_when_decoded_th
     expected = datetime(2024, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)
     assert parse_iso(text) == expected
 
-    decoded, problems = decode_sample({"id": ITEM_ID, "date": text})
+    decoded, problems = decode_sample({**encode_sample(sample_row()), "date": text})
 
     assert problems == []
     assert decoded["date"] == expected
@@ -390,7 +424,7 @@ def test_given_a_pretty_printed_archive_object_when_decoded_then_values_are_read
     """Integral floats (1.0) count as integers and integers as floats."""
     decoded, problems = decode_sample(
         {
-            "id": ITEM_ID,
+            **encode_sample(sample_row()),
             "date": "2024-01-01T00:00:00+02:00",
             "recordingState": 2.0,
             "latitude": 51,
@@ -404,16 +438,30 @@ def test_given_a_pretty_printed_archive_object_when_decoded_then_values_are_read
     assert decoded["date"] == datetime(2023, 12, 31, 22, 0, tzinfo=UTC)
 
 
-def test_given_a_visit_item_without_a_visit_part_when_decoded_then_visit_columns_are_null() -> None:
-    """A visit whose detail object is absent still decodes, with its visit columns null."""
+def test_given_a_visit_item_without_a_visit_part_when_decoded_then_it_takes_the_apps_defaults() -> (
+    None
+):
+    """A visit whose detail object is absent still decodes: the values the Arc apps need
+    take their defaults (each a warning), the visit's lastSaved is the item's, and a
+    visit without a place is uncertain and not confirmed."""
     obj = encode_item(visit_row())
     del obj["visit"]
 
     decoded, problems = decode_item(obj)
 
-    assert problems == []
+    assert _fields(problems) == set()
+    assert _warned(problems) == {
+        "visit.radiusMean",
+        "visit.radiusSD",
+        "visit.confirmedPlace",
+        "visit.uncertainPlace",
+        "visit.lastSaved",
+    }
     assert set(decoded) == set(ITEM_COLUMNS)
     assert decoded["place_id"] is None
+    assert (decoded["confirmed_place"], decoded["uncertain_place"]) == (False, True)
+    assert (decoded["radius_mean"], decoded["radius_sd"]) == (50.0, 10.0)
+    assert decoded["visit_last_saved"] == SAVED
     assert decoded["distance"] is None
 
 
@@ -432,7 +480,10 @@ def test_given_a_place_without_id_when_decoded_then_the_missing_id_is_reported()
 
 def test_given_a_sample_without_id_or_date_when_decoded_then_each_is_reported() -> None:
     """Every required field missing is named."""
-    _, problems = decode_sample({"latitude": 1.0})
+    obj = encode_sample(sample_row())
+    del obj["id"], obj["date"]
+
+    _, problems = decode_sample(obj)
 
     assert _fields(problems) == {"id", "date"}
 
@@ -652,11 +703,11 @@ def test_given_a_detail_part_that_is_not_an_object_when_decoded_then_it_is_repor
 def test_given_several_problems_when_decoded_then_every_one_is_listed() -> None:
     """The validation report lists each field (SPEC 11), not only the first."""
     obj = {**encode_place(place_row()), "name": "", "latitude": 95, "visitCount": "x"}
-    del obj["lastSaved"]
+    del obj["id"]
 
     _, problems = decode_place(obj)
 
-    assert _fields(problems) == {"name", "latitude", "visitCount", "lastSaved"}
+    assert _fields(problems) == {"name", "latitude", "visitCount", "id"}
 
 
 # --- properties -----------------------------------------------------------------------
@@ -694,11 +745,14 @@ def _field_strategy(field: Any) -> st.SearchStrategy[Any]:
         base = _lon
     elif field.minimum is not None and field.maximum is not None:
         base = st.integers(int(field.minimum), int(field.maximum))
-    elif field.nonempty:
+    elif field.choices is not None:
+        base = st.sampled_from(sorted(field.choices))
+    elif field.nonempty or field.key == "customTitle":
         base = _text.filter(bool)
     else:
         base = _STRATEGIES[field.kind.value]
-    return base if field.required else _maybe(base)
+    # What the Arc apps require is always there (Ferry's columns are NOT NULL for it).
+    return base if field.always else _maybe(base)
 
 
 def _row(fields: tuple[Any, ...]) -> st.SearchStrategy[dict[str, Any]]:
@@ -713,6 +767,20 @@ def _item_rows(draw: st.DrawFn) -> dict[str, Any]:
     )
     detail = VISIT_FIELDS if row["is_visit"] else TRIP_FIELDS
     row.update(draw(_row(detail)))
+    # Rows Ferry can hold keep the Arc apps' rules (CHECK constraints of timeline_items).
+    if row["is_visit"]:
+        if row["place_id"] is None:
+            row["confirmed_place"], row["uncertain_place"] = False, True
+        elif row["confirmed_place"]:
+            row["uncertain_place"] = False
+        if (row["latitude"] is None) != (row["longitude"] is None) or (
+            row["latitude"] == 0 and row["longitude"] == 0
+        ):
+            row["latitude"] = row["longitude"] = None
+    elif row["confirmed_activity_type"] is not None:
+        row["uncertain_activity_type"] = False
+    elif row["classified_activity_type"] is None:
+        row["uncertain_activity_type"] = True
     for column in ITEM_COLUMNS:
         row.setdefault(column, None)
     return row
