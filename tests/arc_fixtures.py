@@ -1199,12 +1199,12 @@ class InProcess:
         self.service().confirm(job_id, account_id=account_id, skip_invalid=skip_invalid)
         return self.run(job_id)
 
-    def export(self, account_id: str) -> Path:
-        """A full export of the account; the zip's path."""
+    def export(self, account_id: str, **params: Any) -> Path:
+        """A full export of the account (ExportArchiveParams as keywords); the zip's path."""
         job, _ = self.store.create(
             account_id=account_id,
             type=JobType.EXPORT_ARCHIVE,
-            params=ExportArchiveParams().to_json(),
+            params=ExportArchiveParams(**params).to_json(),
         )
         done = self.run(job.id)
         assert done.status == "succeeded", done.error

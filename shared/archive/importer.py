@@ -4,9 +4,11 @@ Phases:
 - unpack: the upload is checked and extracted into this attempt's work folder (unpack.py).
 - validate: metadata.json, manifest.json checksums, then every record of every file,
   streamed: a record that passes its checks is COPYed into the job's staging tables, a
-  record that fails is listed in the report (file, index, field, reason).
-- stage: set-based checks in staging: duplicate ids, references that resolve neither in
-  the archive nor in the account (nulled, with a warning), conflicts with the account.
+  record that fails is listed in the report (file, index, field, reason). A key the
+  Arc apps require but the record lacks takes the apps' default, with a warning.
+- stage: set-based checks in staging (`checks.py`): repeated ids (the newest copy
+  stays), references that resolve neither in the archive nor in the account (nulled,
+  with a warning), conflicts with the account.
   The report then waits for the user (`awaiting_confirmation`) unless `confirm` was set.
 - apply, edges: one transaction inserts places, items (edges null), samples, then
   restores the edges, and writes the `applied` checkpoint in the same transaction.
@@ -25,6 +27,7 @@ from typing import Any
 
 import psycopg
 
+from shared.archive.checks import stage_checks
 from shared.archive.reader import (
     DataFile,
     check_metadata,
@@ -34,7 +37,7 @@ from shared.archive.reader import (
 )
 from shared.archive.records import Decoded, item_row, place_row, sample_row, unknown_keys
 from shared.archive.report import Report
-from shared.archive.staging import KINDS, Repeats, Staging
+from shared.archive.staging import KINDS, Staging
 from shared.archive.unpack import Limits, archive_root, clear, unpack
 from shared.errors import BadRequest, JobCancelled, LeaseLost, ValidationFailed
 from shared.fields import Problem
@@ -168,7 +171,7 @@ class ImportArchive:
                 ctx.start_phase("stage")
                 # What staging holds after its checks (repeated ids are gone by then): the
                 # apply's totals, and what a later delivery checks staging against.
-                staged = self._stage(ctx, conn, staging, files, report)
+                staged = stage_checks(ctx, conn, staging, files, report)
                 conn.commit()
             finally:
                 unregister()
@@ -254,147 +257,6 @@ class ImportArchive:
             elif not refused:
                 report.warnings.add(file, index, problem.field, problem.reason)
         return refused
-
-    def _stage(
-        self,
-        ctx: JobContext,
-        conn: psycopg.Connection,
-        staging: Staging,
-        files: list[DataFile],
-        report: Report,
-    ) -> dict[str, int]:
-        """Run the set-based checks; returns the rows staging holds afterwards, per kind."""
-        names = [f.relative for f in files]
-        account = ctx.job.account_id
-        staging.index(conn)
-        for kind in KINDS:
-            self._report_repeats(report, names, kind, staging.duplicates(conn, kind))
-        checks = (
-            (
-                "items",
-                "place_id",
-                "places",
-                "visit.placeId",
-                "no such place in the archive or the account; set to null, and so the visit"
-                " is not confirmed and is uncertain (the Arc apps' rules)",
-            ),
-            (
-                "items",
-                "previous_item_id",
-                "items",
-                "base.previousItemId",
-                "no such item in the archive or the account; set to null",
-            ),
-            (
-                "items",
-                "next_item_id",
-                "items",
-                "base.nextItemId",
-                "no such item in the archive or the account; set to null",
-            ),
-            (
-                "samples",
-                "timeline_item_id",
-                "items",
-                "timelineItemId",
-                "no such item in the archive or the account; set to null",
-            ),
-        )
-        self._warn(
-            report,
-            names,
-            "items",
-            *staging.null_self_edges(conn),
-            field="base.previousItemId/nextItemId",
-            reason="an item's edge points at itself, or previous equals next; set to null",
-        )
-        for kind, column, target, field, reason in checks:
-            found = staging.null_missing(
-                conn, kind=kind, column=column, target=target, account_id=account
-            )
-            self._warn(report, names, kind, *found, field=field, reason=reason)
-            ctx.check()
-        self._warn(
-            report,
-            names,
-            "samples",
-            *staging.null_deleted_items(conn, account),
-            field="timelineItemId",
-            reason="the item is deleted, and the Arc apps keep no samples on a deleted item;"
-            " set to null",
-        )
-        staged = staging.counts(conn)
-        for kind in KINDS:
-            existing, newer = staging.conflicts(conn, kind, account)
-            report.count(kind, "valid", staged[kind])
-            report.count(kind, "existing", existing)
-            report.count(kind, "newer_in_archive", newer)
-            ctx.advance(staged[kind])
-        return staged
-
-    @staticmethod
-    def _report_repeats(report: Report, names: list[str], kind: str, found: Repeats) -> None:
-        """Copies of one id: older or identical ones are warnings, conflicting ones errors."""
-
-        def where(r: dict[str, Any]) -> str:
-            return f"{names[r['kept_file_no']]} at index {r['kept_index']}"
-
-        report.warnings.extend(
-            [
-                {
-                    "file": names[r["file_no"]],
-                    "index": r["index"],
-                    "field": "id",
-                    "reason": f"the same record as in {where(r)}; one copy is kept"
-                    if r["same"]
-                    else f"an older copy (lastSaved {r['last_saved']}) of the record in"
-                    f" {where(r)} (lastSaved {r['kept_last_saved']}); the newer one is kept",
-                }
-                for r in found.older
-            ],
-            found.older_total,
-        )
-        report.errors.extend(
-            [
-                {
-                    "file": names[r["file_no"]],
-                    "index": r["index"],
-                    "field": "id",
-                    "reason": f"duplicate id: as new as the copy in {where(r)} (lastSaved"
-                    f" {r['last_saved']}) but different; which one is right cannot be told",
-                }
-                for r in found.conflicts
-            ],
-            found.conflict_total,
-        )
-        report.count(kind, "duplicates", found.older_total + found.conflict_total)
-        report.count(kind, "older_copies", found.older_total)
-        report.count(kind, "invalid", found.conflict_total)
-
-    @staticmethod
-    def _warn(
-        report: Report,
-        names: list[str],
-        kind: str,
-        total: int,
-        rows: list[dict[str, Any]],
-        *,
-        field: str,
-        reason: str,
-    ) -> None:
-        report.warnings.extend(
-            [
-                {
-                    "file": names[r["file_no"]],
-                    "index": r["index"],
-                    "field": field,
-                    "reason": f"{reason} (was {r['value']})",
-                }
-                for r in rows
-            ],
-            total,
-        )
-        report.count(kind, "references_nulled", total)
 
     # --- apply, edges, finalize --------------------------------------------------------------
 
