@@ -55,13 +55,6 @@ def stage_checks(
             "base.nextItemId",
             "no such item in the archive or the account; set to null",
         ),
-        (
-            "samples",
-            "timeline_item_id",
-            "items",
-            "timelineItemId",
-            "no such item in the archive or the account; set to null",
-        ),
     )
     _warn(
         report,
@@ -77,11 +70,20 @@ def stage_checks(
         )
         _warn(report, names, kind, *found, field=field, reason=reason)
         ctx.check()
+    samples = staging.null_sample_items(conn, account)
     _warn(
         report,
         names,
         "samples",
-        *staging.null_deleted_items(conn, account),
+        *samples["missing"],
+        field="timelineItemId",
+        reason="no such item in the archive or the account; set to null",
+    )
+    _warn(
+        report,
+        names,
+        "samples",
+        *samples["deleted"],
         field="timelineItemId",
         reason="the item is deleted, and the Arc apps keep no samples on a deleted item;"
         " set to null",

@@ -255,23 +255,54 @@ class Staging:
         also = PLACE_FLAGS if column == "place_id" else None
         return self._null_where(conn, kind, (column,), condition, {"a": account_id}, also=also)
 
-    def null_deleted_items(
+    def null_sample_items(
         self, conn: psycopg.Connection, account_id: str
-    ) -> tuple[int, list[dict[str, Any]]]:
-        """Null a sample's item when that item is deleted; report them.
+    ) -> dict[str, tuple[int, list[dict[str, Any]]]]:
+        """Null a sample's item when it is in neither the archive nor the account
+        ("missing"), or when it is deleted ("deleted"); report each kind.
 
         The Arc apps refuse to store a sample on a deleted item, and abort the rest of
-        its week's file when they meet one (LocoKit2's sample guard trigger). The item
-        the import writes counts; an account's item only when the archive has none.
+        its file's batch when they meet one (LocoKit2's sample guard trigger). The
+        archive's copy of an item decides; the account's when the archive has none.
+        Both checks share one pass over the staged samples.
         """
-        # One hashed set of the deleted ids: a lookup per sample would cost seconds.
-        condition = sql.SQL(
-            "s.timeline_item_id IN (SELECT x.id FROM {stg} x WHERE x.deleted"
-            " UNION ALL SELECT l.id FROM timeline_items l WHERE l.account_id = %(a)s"
-            " AND l.deleted AND NOT EXISTS (SELECT 1 FROM {stg} y WHERE y.id = l.id))"
-        ).format(stg=self.table("items"))
-        params = {"a": account_id}
-        return self._null_where(conn, "samples", ("timeline_item_id",), condition, params)
+        items = self.table("items")
+        found = conn.execute(
+            sql.SQL(
+                "SELECT missing, total, file_no, idx, value FROM (SELECT s.file_no, s.idx,"
+                " s.timeline_item_id::text AS value, x.id IS NULL AND l.id IS NULL AS missing,"
+                " row_number() OVER (PARTITION BY x.id IS NULL AND l.id IS NULL"
+                " ORDER BY s.file_no, s.idx) AS k,"
+                " count(*) OVER (PARTITION BY x.id IS NULL AND l.id IS NULL) AS total"
+                " FROM {samples} s LEFT JOIN {items} x ON x.id = s.timeline_item_id"
+                " LEFT JOIN timeline_items l ON x.id IS NULL AND l.account_id = %(a)s"
+                " AND l.id = s.timeline_item_id WHERE s.timeline_item_id IS NOT NULL"
+                " AND coalesce(x.deleted, l.deleted, true)) n WHERE k <= {limit}"
+                " ORDER BY file_no, idx"
+            ).format(samples=self.table("samples"), items=items, limit=sql.Literal(LISTED)),
+            {"a": account_id},
+        ).fetchall()
+        out: dict[str, tuple[int, list[dict[str, Any]]]] = {"missing": (0, []), "deleted": (0, [])}
+        for missing, total, file_no, idx, value in found:
+            key = "missing" if missing else "deleted"
+            rows = out[key][1]
+            rows.append({"file_no": file_no, "index": idx, "value": value})
+            out[key] = (total, rows)
+        if found:
+            # The items a sample may keep, as one hashed set (a lookup per sample would
+            # cost seconds on a million).
+            conn.execute(
+                sql.SQL(
+                    "UPDATE {samples} s SET timeline_item_id = NULL"
+                    " WHERE s.timeline_item_id IS NOT NULL AND s.timeline_item_id NOT IN"
+                    " (SELECT x.id FROM {items} x WHERE NOT x.deleted UNION ALL"
+                    " SELECT l.id FROM timeline_items l WHERE l.account_id = %(a)s"
+                    " AND NOT l.deleted AND NOT EXISTS (SELECT 1 FROM {items} y"
+                    " WHERE y.id = l.id))"
+                ).format(samples=self.table("samples"), items=items),
+                {"a": account_id},
+            )
+        return out
 
     def null_self_edges(self, conn: psycopg.Connection) -> tuple[int, list[dict[str, Any]]]:
         """Edges of an item to itself, and previous == next: both become null."""

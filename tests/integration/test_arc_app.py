@@ -331,6 +331,10 @@ def test_given_records_lacking_what_the_apps_require_when_imported_then_defaults
         "visit.placeId",
         "timelineItemId",
     } <= fields
+    unlinked = [w for w in done.preview["warnings"] if w["field"] == "timelineItemId"]
+    assert len(unlinked) == 1 and "deleted" in unlinked[0]["reason"], unlinked
+    detached = [w for w in done.preview["warnings"] if w["field"] == "visit.placeId"]
+    assert len(detached) == 1 and "not confirmed" in detached[0]["reason"], detached
     rows = load_account(settings.database_url, person.id)
     stored_trip = rows["items"][trip["base"]["id"].lower()]
     assert (stored_trip["samples_changed"], stored_trip["locked"]) == (False, False)

@@ -9,6 +9,7 @@ fixture's own record of every field (SPEC 3, 4, 6, 11).
 from __future__ import annotations
 
 import contextlib
+import copy
 import random
 import threading
 import time
@@ -954,3 +955,48 @@ def test_given_a_report_with_duplicates_when_confirmed_then_apply_uses_staging_a
     assert prepared == []
     assert done.result is not None
     assert done.result["kept_existing"] == {"places": 0, "items": 0, "samples": 0}
+
+
+def test_given_copies_of_records_when_imported_then_the_newest_lands_and_each_copy_is_a_warning(
+    ferry: InProcess, settings: Settings, account: tuple[Account, str], tmp_path: Path
+) -> None:
+    """SPEC 4: several copies of one id keep the newest by lastSaved, with a warning; an
+    identical copy is a warning too; only equally new, different copies are errors."""
+    person, _ = account
+    timeline = arc_timeline(seed=41)
+    archive = arc_archive(timeline, style=Style(dates="iso", uuid_case="upper"))
+    sample = timeline.samples[3]
+    [(path, index)] = archive.where("samples", sample["id"])
+    identical = archive.add("samples/2024-W52.json.gz", dict(archive.files[path][index]))
+    place = timeline.places[1]
+    [(place_file, place_index)] = archive.where("places", place["id"])
+    old_copy = dict(archive.files[place_file][place_index])
+    newer = dict(old_copy, name="Renamed later", lastSaved="2025-06-01T00:00:00Z")
+    newer_at = archive.add(place_file, newer)  # later in the file, and newer
+    item = timeline.items[2]
+    [(item_file, item_index)] = archive.where("items", item["id"])
+    stale = copy.deepcopy(archive.files[item_file][item_index])
+    stale["base"]["lastSaved"] = "2000-01-01T00:00:00Z"
+    stale["base"]["endDate"] = stale["base"]["startDate"]
+    stale_at = archive.add("items/2021-01.json", stale)  # an older copy, in another month
+    path_zip = archive.write(tmp_path / "copies.zip")
+
+    done = ferry.import_archive(person.id, path_zip, confirm=True)
+
+    assert done.status == "succeeded", done.error
+    place.update(name="Renamed later", last_saved=datetime(2025, 6, 1, tzinfo=UTC))
+    assert_rows_match(expected_rows(timeline), load_account(settings.database_url, person.id))
+    preview = done.preview
+    assert preview is not None and preview["error_count"] == 0
+    listed = {(w["file"], w["index"]): w["reason"] for w in preview["warnings"]}
+    assert set(listed) == {identical, (place_file, place_index), stale_at}
+    assert "same record" in listed[identical]
+    assert "older copy" in listed[(place_file, place_index)]
+    assert f"{newer_at[0]} at index {newer_at[1]}" in listed[(place_file, place_index)]
+    assert "older copy" in listed[stale_at]
+    assert {k: preview["counts"][k]["older_copies"] for k in KINDS} == {
+        "places": 1,
+        "items": 1,
+        "samples": 1,
+    }
+    assert done.result is not None and done.result["written"] == timeline.counts()

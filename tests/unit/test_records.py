@@ -19,7 +19,11 @@ from shared.archive.records import (
     encode_item,
     encode_place,
     encode_sample,
+    unknown_keys,
 )
+from shared.archive.records import item_row as decode_item_row
+from shared.archive.records import place_row as decode_place_row
+from shared.archive.records import sample_row as decode_sample_row
 from shared.fields import (
     ITEM_BASE_FIELDS,
     ITEM_COLUMNS,
@@ -820,3 +824,189 @@ def test_property_sample_rows_survive_encode_json_decode(row: dict[str, Any]) ->
     assert problems == []
     assert None not in encoded.values()
     assert decoded == row
+
+
+# --- what the Arc apps require (LocoKit2 at 68c0a86) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encode", "decode", "row", "key", "column", "default"),
+    [
+        (encode_place, decode_place, place_row, "radiusMean", "radius_mean", 60.0),
+        (encode_place, decode_place, place_row, "radiusSD", "radius_sd", 0.0),
+        (encode_place, decode_place, place_row, "isStale", "is_stale", True),
+        (encode_place, decode_place, place_row, "visitCount", "visit_count", 0),
+        (encode_place, decode_place, place_row, "source", "source", "LocoKit2"),
+        (encode_sample, decode_sample, sample_row, "source", "source", "LocoKit2"),
+        (encode_sample, decode_sample, sample_row, "sourceVersion", "source_version", "9.0.0"),
+        (encode_sample, decode_sample, sample_row, "movingState", "moving_state", -1),
+        (encode_sample, decode_sample, sample_row, "recordingState", "recording_state", 0),
+        (encode_sample, decode_sample, sample_row, "disabled", "disabled", False),
+    ],
+)
+def test_given_a_key_the_apps_require_missing_or_null_when_decoded_then_it_takes_their_default(
+    *, encode: Any, decode: Any, row: Any, key: str, column: str, default: Any
+) -> None:
+    """The Swift property's default (or, where it has none, the value the apps' importer
+    of old data uses), with a warning naming the key; the record is not refused."""
+    for obj in ({k: v for k, v in encode(row()).items() if k != key}, {**encode(row()), key: None}):
+        decoded, problems = decode(obj)
+
+        assert _fields(problems) == set()
+        assert _warned(problems) == {key}
+        assert decoded[column] == default and type(decoded[column]) is type(default)
+
+
+@pytest.mark.parametrize(
+    ("part", "key", "column", "default"),
+    [
+        ("base", "source", "source", "LocoKit2"),
+        ("base", "sourceVersion", "source_version", "9.0.0"),
+        ("base", "disabled", "disabled", False),
+        ("base", "deleted", "deleted", False),
+        ("base", "locked", "locked", False),
+        ("base", "samplesChanged", "samples_changed", False),
+        ("trip", "distance", "distance", 0.0),
+        ("trip", "speed", "speed", 0.0),
+    ],
+)
+def test_given_an_item_key_the_apps_require_missing_when_decoded_then_it_takes_their_default(
+    part: str, key: str, column: str, default: Any
+) -> None:
+    obj = encode_item(trip_row())
+    del obj[part][key]
+
+    decoded, problems = decode_item(obj)
+
+    assert _fields(problems) == set()
+    assert _warned(problems) == {f"{part}.{key}"}
+    assert decoded[column] == default
+
+
+def test_given_a_missing_last_saved_when_decoded_then_it_is_the_import_time_or_the_items() -> None:
+    """lastSaved defaults to "now" (Swift's `Date = .now`): the import's time; a visit's or
+    trip's own lastSaved to the item's, which the apps save together."""
+    now = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    place = encode_place(place_row())
+    del place["lastSaved"]
+    item = encode_item(visit_row())
+    del item["visit"]["lastSaved"]
+
+    decoded_place, place_problems = decode_place(place, now)
+    decoded_item, item_problems = decode_item(item, now)
+
+    assert decoded_place["last_saved"] == now and _warned(place_problems) == {"lastSaved"}
+    assert decoded_item["visit_last_saved"] == SAVED
+    assert _warned(item_problems) == {"visit.lastSaved"}
+
+
+@pytest.mark.parametrize("value", [7, 36, 62, -2, 19, 100])
+def test_given_an_activity_type_outside_locokit2s_enum_when_decoded_then_it_is_refused(
+    value: int,
+) -> None:
+    """Only ActivityType's raw values: 7 was never a type (6 is airplane, 20 train)."""
+    _, sample = decode_sample({**encode_sample(sample_row()), "classifiedActivityType": value})
+    trip = encode_item(trip_row())
+    trip["trip"]["confirmedActivityType"] = value
+    _, item = decode_item(trip)
+
+    assert _fields(sample) == {"classifiedActivityType"}
+    assert _fields(item) == {"trip.confirmedActivityType"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "fixed", "warned"),
+    [
+        (
+            {"placeId": None, "confirmedPlace": True, "uncertainPlace": False},
+            {"place_id": None, "confirmed_place": False, "uncertain_place": True},
+            {"visit.confirmedPlace", "visit.uncertainPlace"},
+        ),
+        (
+            {"confirmedPlace": True, "uncertainPlace": True},
+            {"confirmed_place": True, "uncertain_place": False},
+            {"visit.uncertainPlace"},
+        ),
+        (
+            {"placeId": None, "confirmedPlace": False, "uncertainPlace": False},
+            {"confirmed_place": False, "uncertain_place": True},
+            {"visit.uncertainPlace"},
+        ),
+        ({"latitude": 0, "longitude": 0}, {"latitude": None, "longitude": None}, None),
+        ({"longitude": None}, {"latitude": None, "longitude": None}, None),
+        ({"customTitle": ""}, {"custom_title": None}, {"visit.customTitle"}),
+    ],
+)
+def test_given_a_visit_breaking_the_apps_rules_when_decoded_then_it_is_set_right_with_a_warning(
+    changes: dict[str, Any], fixed: dict[str, Any], warned: set[str] | None
+) -> None:
+    """The apps drop such a visit without a word; Ferry sets it right as their own code
+    does (clearPlace, setUncertainty, their null-island migration) and says so."""
+    obj = encode_item(visit_row())
+    for key, value in changes.items():
+        if value is None:
+            obj["visit"].pop(key, None)
+        else:
+            obj["visit"][key] = value
+
+    decoded, problems = decode_item(obj)
+
+    assert _fields(problems) == set()
+    assert _warned(problems) == (warned or {"visit.latitude/longitude"})
+    assert {column: decoded[column] for column in fixed} == fixed
+
+
+@pytest.mark.parametrize(
+    ("changes", "uncertain"),
+    [
+        ({"uncertainActivityType": True}, False),  # a confirmed type is certain
+        (
+            {"uncertainActivityType": False, "classifiedActivityType": None,
+             "confirmedActivityType": None},
+            True,
+        ),  # no type at all: uncertain
+    ],
+)  # fmt: skip
+def test_given_a_trip_breaking_the_apps_rules_when_decoded_then_it_is_set_right_with_a_warning(
+    changes: dict[str, Any], uncertain: bool
+) -> None:
+    obj = encode_item(trip_row())
+    for key, value in changes.items():
+        if value is None:
+            obj["trip"].pop(key)
+        else:
+            obj["trip"][key] = value
+
+    decoded, problems = decode_item(obj)
+
+    assert _fields(problems) == set()
+    assert _warned(problems) == {"trip.uncertainActivityType"}
+    assert decoded["uncertain_activity_type"] is uncertain
+
+
+def test_given_a_part_naming_another_item_when_decoded_then_it_is_refused() -> None:
+    """`visit.itemId` is the base's id (the apps' foreign key); another id is an error."""
+    obj = encode_item(visit_row())
+    obj["visit"]["itemId"] = OTHER_ID
+
+    _, problems = decode_item(obj)
+
+    assert _fields(problems) == {"visit.itemId"}
+
+
+def test_given_keys_ferry_has_no_column_for_when_decoded_then_they_are_counted() -> None:
+    """The third value of the importer's decoders counts them, cheaply; `unknown_keys`
+    names them."""
+    place = {**encode_place(place_row()), "rtreeId": 4, "category": "cafe"}
+    item = encode_item(trip_row())
+    item["base"]["futureFlag"] = True
+    item["trip"]["arcOnly"] = 1
+    item["place"] = {}
+    sample = {**encode_sample(sample_row()), "rtreeId": None, "heartRate": None}
+
+    assert decode_place_row(place)[2] == 2
+    assert decode_item_row(item)[2] == 3
+    assert decode_sample_row(sample)[2] == 1  # a known key that is null is not counted
+    assert decode_item_row(encode_item(visit_row()))[2] == 0
+    assert unknown_keys("items", item) == ["place", "base.futureFlag", "trip.arcOnly"]
+    assert unknown_keys("places", place) == ["rtreeId", "category"]
