@@ -13,8 +13,9 @@ from typing import Any
 import psycopg
 
 from shared.archive.reader import DataFile
+from shared.archive.repeats import Repeats, remove_repeats
 from shared.archive.report import Report
-from shared.archive.staging import KINDS, Repeats, Staging
+from shared.archive.staging import KINDS, Staging
 from shared.jobs.attempt import JobContext
 
 
@@ -31,7 +32,7 @@ def stage_checks(
     account = ctx.job.account_id
     staging.index(conn)
     for kind in KINDS:
-        _report_repeats(report, names, kind, staging.duplicates(conn, kind))
+        _report_repeats(report, names, kind, remove_repeats(conn, staging, kind))
     checks = (
         (
             "items",

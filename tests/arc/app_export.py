@@ -30,10 +30,9 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 SCHEMA_VERSION = "2.4.0"
 
@@ -196,9 +195,13 @@ def _saved(record: dict[str, Any]) -> datetime:
 
 @dataclass
 class Phone:
-    """Where the export runs: its time zone and its calendar's minimum days in week one."""
+    """Where the export runs: its time zone and its calendar's minimum days in week one.
 
-    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Australia/Sydney"))
+    Sydney in summer (UTC+11, a fixed offset: no time zone database needed): its
+    February starts at 13:00 UTC on 31 January.
+    """
+
+    tz: tzinfo = field(default_factory=lambda: timezone(timedelta(hours=11), "AEDT"))
     min_days_in_first_week: int = 4
     app_metadata: dict[str, str] = field(
         default_factory=lambda: {"appName": "Arc Timeline", "appVersion": "2025.12"}
