@@ -121,8 +121,8 @@ def _field_source(index: int, f: Field, prefix: str) -> list[str]:
         lines += [f"        {problem('is required')}", f"        {out} = None"]
     elif f.default is not None:
         shown = "the time of the import" if isinstance(f.default, Now) else json.dumps(f.default)
-        if isinstance(f.default, Now) and prefix:
-            shown = "the item's lastSaved"
+        if isinstance(f.default, Now) and prefix in ("visit.", "trip."):
+            shown = "the item's lastSaved"  # item_row passes it as `now` to the parts
         reason = f"missing or null; set to the Arc apps' default ({shown})"
         lines += [
             f"        {out} = {_default_source(f)}",
