@@ -439,7 +439,14 @@ def jobs_retry(
 @click.option("--from", "start", help="Range start, ISO 8601.")
 @click.option("--to", "end", help="Range end (exclusive), ISO 8601.")
 @click.option("--incremental", is_flag=True, help="Only what changed since the last export.")
-@click.option("--compress", type=click.Choice(["samples", "all", "none"]), default="samples")
+@click.option(
+    "--compress",
+    type=click.Choice(["samples", "all", "none"]),
+    default="samples",
+    show_default=True,
+    help="Which folders are gzipped. 'all' is for Ferry and other tools only: the Arc apps"
+    " read places and items only as plain .json, so they would import no places and no items.",
+)
 @click.option("--no-wait", is_flag=True, help="Queue the export and print its id.")
 @pass_cli
 def export(
@@ -482,7 +489,7 @@ def export(
 
 @main.command("import")
 @click.argument("account")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--preview", is_flag=True, help="Stop at the validation report (confirm later).")
 @click.option(
     "--on-conflict", type=click.Choice(["skip", "newer"]), default="skip", show_default=True
@@ -500,18 +507,37 @@ def import_(
     skip_invalid: bool,
     no_wait: bool,
 ) -> None:
-    """Import an archive (zip, tar, tar.gz) into ACCOUNT and watch it."""
+    """Import an archive into ACCOUNT and watch it.
+
+    PATH is a zip, a tar or tar.gz, or an unpacked archive folder as the Arc apps write it
+    (the `export-…` folder, or an iCloud backup folder, holding metadata.json).
+    """
+    from shared.archive.files import write_zip
     from shared.params import ImportArchiveParams
     from shared.store.accounts import get_account
 
     found = get_account(cli.engine, account)
-    with cli.storage.incoming_file() as received, path.open("rb") as source:
-        shutil.copyfileobj(source, received, 1024 * 1024)
+    path = path.resolve()
+    if path.is_dir() and not (path / "metadata.json").is_file():
+        _fail(
+            f"{path} is a folder without metadata.json; give the archive folder itself"
+            " (the export-… folder that holds metadata.json, places, items and samples)"
+        )
+    with cli.storage.incoming_file() as received:
+        if path.is_dir():
+            # The server takes one upload: the folder goes as a zip, packed the way an
+            # export is (gzipped files stored as they are).
+            received.close()
+            write_zip(path, path.name, Path(received.name))
+        else:
+            with path.open("rb") as source:
+                shutil.copyfileobj(source, received, 1024 * 1024)
     params = ImportArchiveParams(
         confirm=not preview, on_conflict=on_conflict, skip_invalid=skip_invalid
     )
+    filename = f"{path.name}.zip" if path.is_dir() else path.name
     job = cli.service.submit_import(
-        found.id, received=Path(received.name), filename=path.name, params=params
+        found.id, received=Path(received.name), filename=filename, params=params
     )
     click.echo(f"import {job.id} queued")
     if no_wait:

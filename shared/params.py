@@ -12,6 +12,8 @@ from typing import Any
 from shared.errors import BadRequest, ValidationFailed
 from shared.timefmt import format_iso, parse_iso
 
+# samples (the default) and none give archives the Arc apps read; with all, the apps read
+# no places and no items (they take only plain .json there), so it is for Ferry and tools.
 COMPRESS_CHOICES = ("samples", "all", "none")
 
 

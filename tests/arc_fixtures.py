@@ -80,6 +80,7 @@ PLACE: tuple[tuple[str, str, str], ...] = (
     ("googlePrimaryType", "google_primary_type", TEXT),
     ("foursquarePlaceId", "foursquare_place_id", TEXT),
     ("foursquareCategoryId", "foursquare_category_id", INT),
+    ("foursquareCategoryV2Id", "foursquare_category_v2_id", TEXT),
     ("userCategory", "user_category", TEXT),
     ("source", "source", TEXT),
     ("lastSaved", "last_saved", DATE),
@@ -94,6 +95,7 @@ BASE: tuple[tuple[str, str, str], ...] = (
     ("disabled", "disabled", BOOL),
     ("deleted", "deleted", BOOL),
     ("locked", "locked", BOOL),
+    ("samplesChanged", "samples_changed", BOOL),
     ("lastSaved", "last_saved", DATE),
     ("previousItemId", "previous_item_id", UUID_),
     ("nextItemId", "next_item_id", UUID_),
@@ -117,6 +119,7 @@ VISIT: tuple[tuple[str, str, str], ...] = (
     ("streetAddress", "street_address", TEXT),
     ("locality", "locality", TEXT),
     ("countryCode", "country_code", TEXT),
+    ("lastSaved", "visit_last_saved", DATE),
 )
 TRIP: tuple[tuple[str, str, str], ...] = (
     ("distance", "distance", FLOAT),
@@ -124,6 +127,7 @@ TRIP: tuple[tuple[str, str, str], ...] = (
     ("classifiedActivityType", "classified_activity_type", INT),
     ("confirmedActivityType", "confirmed_activity_type", INT),
     ("uncertainActivityType", "uncertain_activity_type", BOOL),
+    ("lastSaved", "trip_last_saved", DATE),
 )
 SAMPLE: tuple[tuple[str, str, str], ...] = (
     ("id", "id", UUID_),
@@ -150,6 +154,41 @@ SAMPLE: tuple[tuple[str, str, str], ...] = (
     ("classifiedActivityType", "classified_activity_type", INT),
     ("confirmedActivityType", "confirmed_activity_type", INT),
 )
+# The columns the Arc apps always write (their structs' non-optional properties, SPEC 4).
+ALWAYS: dict[str, frozenset[str]] = {
+    "places": frozenset(
+        [
+            "name",
+            "latitude",
+            "longitude",
+            "radius_mean",
+            "radius_sd",
+            "is_stale",
+            "visit_count",
+            "visit_days",
+            "source",
+            "last_saved",
+        ]
+    ),
+    "base": frozenset(
+        [
+            "source",
+            "source_version",
+            "disabled",
+            "deleted",
+            "locked",
+            "samples_changed",
+            "last_saved",
+        ]
+    ),
+    "visit": frozenset(
+        ("radius_mean", "radius_sd", "confirmed_place", "uncertain_place", "visit_last_saved")
+    ),
+    "trip": frozenset(("distance", "speed", "uncertain_activity_type", "trip_last_saved")),
+    "samples": frozenset(
+        ("source", "source_version", "moving_state", "recording_state", "disabled", "last_saved")
+    ),
+}
 # Every column of each live table (items: base, visit-only, trip-only).
 COLUMNS: dict[str, tuple[str, ...]] = {
     "places": tuple(c for _, c, _ in PLACE),
@@ -269,11 +308,9 @@ def render_item(record: Mapping[str, Any], style: Style, rng: random.Random) -> 
     detail_name = "visit" if record["is_visit"] else "trip"
     detail = _render(VISIT if record["is_visit"] else TRIP, record, style, rng)
     detail["itemId"] = _uuid(record["id"], style, rng)
-    if record.get("last_saved") is not None:
-        detail["lastSaved"] = _date(record["last_saved"], style, rng)
     out: dict[str, Any] = {"base": base, detail_name: detail}
     if style.extra_keys:
-        base["samplesChanged"] = False
+        base["arcOnlyFlag"] = False
         detail["arcOnly"] = "x"
         out["unknownSection"] = {"keep": "ignored"}
     return out
@@ -474,6 +511,67 @@ def arc_archive(
 
 # --- an Arc-style timeline -------------------------------------------------------------------
 
+# LocoKit2's ActivityType raw values (-1 unknown, 0 bogus, 1-6 base, 20-35 transport,
+# 50-61 active): what the Arc apps write.
+ACTIVITY_TYPES = (-1, 0, *range(1, 7), *range(20, 36), *range(50, 62))
+# What an Arc app writes for an item it knows nothing more about (SPEC 4's required keys).
+ITEM_DEFAULTS: dict[str, Any] = {
+    "source": "LocoKit2",
+    "source_version": "9.0.0",
+    "disabled": False,
+    "deleted": False,
+    "locked": False,
+    "samples_changed": False,
+}
+TRIP_DEFAULTS: dict[str, Any] = {
+    **ITEM_DEFAULTS,
+    "distance": 0.0,
+    "speed": 0.0,
+    "uncertain_activity_type": True,
+}
+VISIT_DEFAULTS: dict[str, Any] = {
+    **ITEM_DEFAULTS,
+    "radius_mean": 50.0,
+    "radius_sd": 10.0,
+    "confirmed_place": False,
+    "uncertain_place": True,
+}
+SAMPLE_DEFAULTS: dict[str, Any] = {
+    "source": "LocoKit2",
+    "source_version": "9.0.0",
+    "moving_state": -1,
+    "recording_state": 0,
+    "disabled": False,
+}
+PLACE_DEFAULTS: dict[str, Any] = {
+    "radius_mean": 60.0,
+    "radius_sd": 0.0,
+    "is_stale": True,
+    "visit_count": 0,
+    "visit_days": 0,
+    "source": "LocoKit2",
+}
+
+
+def arc_record(kind: str, **fields: Any) -> dict[str, Any]:
+    """A record as an Arc app holds it: `fields`, and what the app always has besides.
+
+    lastSaved defaults to the item's end, the sample's date (places must say theirs); a
+    visit's or trip's own lastSaved to the item's.
+    """
+    if kind == "places":
+        return {**PLACE_DEFAULTS, **fields}
+    if kind == "samples":
+        return {**SAMPLE_DEFAULTS, "last_saved": fields["date"], **fields}
+    is_visit = fields["is_visit"]
+    record = {
+        **(VISIT_DEFAULTS if is_visit else TRIP_DEFAULTS),
+        "last_saved": fields["end_date"],
+        **fields,
+    }
+    record.setdefault("visit_last_saved" if is_visit else "trip_last_saved", record["last_saved"])
+    return record
+
 
 def _at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
@@ -520,15 +618,23 @@ def arc_timeline(*, seed: int = 7) -> Timeline:
         google_primary_type="premise",
         foursquare_place_id="4b0588f1f964a520",
         foursquare_category_id=4_000_000,
+        foursquare_category_v2_id="4bf58dd8d48988d103941735",
     )
     cafe = _place(rng, "a", "Café Zürich \\ back-slash 日本", 47.3769, 8.5417)
     cafe["is_stale"] = True
     work = _place(rng, "F", "Work", -33.8688, 151.2093)
+    # A sparse place: only what the Arc apps always write.
     unused = {
         "id": id_starting("7", rng),
         "name": "Never visited",
         "latitude": -90.0,
         "longitude": 180.0,
+        "radius_mean": 60.0,
+        "radius_sd": 0.0,
+        "is_stale": True,
+        "visit_count": 0,
+        "visit_days": 0,
+        "source": "LocoKit2",
         "last_saved": _at("2020-06-01T00:00:00"),
     }
     places = [home, cafe, work, unused]
@@ -547,7 +653,9 @@ def arc_timeline(*, seed: int = 7) -> Timeline:
             "disabled": False,
             "deleted": False,
             "locked": rng.random() < 0.3,
+            "samples_changed": rng.random() < 0.3,
             "last_saved": start + timedelta(seconds=seconds, minutes=3),
+            "visit_last_saved": start + timedelta(seconds=seconds, minutes=2),
             "step_count": rng.randint(0, 2000),
             "floors_ascended": rng.randint(0, 5),
             "floors_descended": rng.randint(0, 5),
@@ -571,22 +679,27 @@ def arc_timeline(*, seed: int = 7) -> Timeline:
         return item
 
     def trip(start: datetime, seconds: float, activity: int) -> dict[str, Any]:
+        confirmed = activity if rng.random() < 0.5 else None
         item = {
             "id": new_id(rng),
             "is_visit": False,
             "start_date": start,
             "end_date": start + timedelta(seconds=seconds),
             "source": "LocoKit2",
+            "source_version": "9.0.1",
             "disabled": False,
             "deleted": False,
             "locked": False,
+            "samples_changed": False,
             "last_saved": start + timedelta(seconds=seconds, minutes=1),
             "step_count": rng.randint(0, 5000),
             "distance": rng.uniform(100, 20000),
             "speed": rng.uniform(0.5, 30),
             "classified_activity_type": activity,
-            "confirmed_activity_type": activity if rng.random() < 0.5 else None,
-            "uncertain_activity_type": rng.random() < 0.5,
+            "confirmed_activity_type": confirmed,
+            # The Arc apps' rule: never uncertain once a type is confirmed.
+            "uncertain_activity_type": confirmed is None and rng.random() < 0.5,
+            "trip_last_saved": start + timedelta(seconds=seconds, minutes=1, microseconds=500),
         }
         items.append(item)
         return item
@@ -597,19 +710,26 @@ def arc_timeline(*, seed: int = 7) -> Timeline:
             after["previous_item_id"] = before["id"]
 
     def sample(item: dict[str, Any] | None, at: datetime, *, sparse: bool = False) -> None:
-        record: dict[str, Any] = {"id": new_id(rng), "date": at}
+        # Sparse: only what the Arc apps always write.
+        record: dict[str, Any] = {
+            "id": new_id(rng),
+            "date": at,
+            "source": "LocoKit2",
+            "source_version": "9.0.1",
+            "moving_state": -1,
+            "recording_state": 0,
+            "disabled": False,
+            "last_saved": at + timedelta(seconds=30),
+        }
         if item is not None:
             record["timeline_item_id"] = item["id"]
         if not sparse:
             moving = item is not None and not item["is_visit"]
             record.update(
                 seconds_from_gmt=0,
-                source="LocoKit2",
-                source_version="9.0.1",
                 moving_state=1 if moving else rng.choice((0, -1)),
                 recording_state=rng.randint(0, 5),
                 disabled=rng.random() < 0.05,
-                last_saved=at + timedelta(seconds=30),
                 latitude=rng.uniform(-89.9, 89.9),
                 longitude=rng.uniform(-179.9, 179.9),
                 altitude=rng.uniform(-20, 400),
@@ -621,8 +741,8 @@ def arc_timeline(*, seed: int = 7) -> Timeline:
                 xy_acceleration=rng.uniform(0, 2),
                 z_acceleration=rng.uniform(0, 2),
                 heart_rate=float(rng.randint(50, 150)) if rng.random() < 0.5 else None,
-                classified_activity_type=rng.randint(1, 7),
-                confirmed_activity_type=rng.randint(1, 7) if rng.random() < 0.2 else None,
+                classified_activity_type=rng.choice(ACTIVITY_TYPES),
+                confirmed_activity_type=rng.choice(ACTIVITY_TYPES) if rng.random() < 0.2 else None,
             )
         samples.append(record)
 
@@ -652,7 +772,7 @@ def arc_timeline(*, seed: int = 7) -> Timeline:
     # 2021-01-03 is a Sunday in 2020-W53; the next day starts 2021-W01.
     winter = [
         visit(_at("2021-01-03T20:00:00"), 3 * 3600, None),
-        trip(_at("2021-01-03T23:00:00"), 7200.5, 7),
+        trip(_at("2021-01-03T23:00:00"), 7200.5, 20),
         visit(_at("2021-01-04T01:00:00.5"), 3600, home),
     ]
     chain(winter)
@@ -668,13 +788,16 @@ def arc_timeline(*, seed: int = 7) -> Timeline:
     fill(off, 3)
     for n in range(4):
         sample(None, _at("2024-12-31T12:00:00") + timedelta(minutes=n), sparse=n % 2 == 0)
-    # A sparse trip: only what an item must have.
+    # A sparse trip: only what the Arc apps always write.
     items.append(
         {
             "id": new_id(rng),
             "is_visit": False,
             "start_date": _at("2024-11-30T23:59:59"),
             "end_date": _at("2024-12-01T00:00:01"),
+            **TRIP_DEFAULTS,
+            "last_saved": _at("2024-12-01T00:00:05"),
+            "trip_last_saved": _at("2024-12-01T00:00:05"),
         }
     )
     return Timeline(places=places, items=items, samples=samples)
@@ -685,12 +808,17 @@ def arc_timeline(*, seed: int = 7) -> Timeline:
 
 @dataclass(frozen=True)
 class Planted:
-    """A reference the import must set to null (kind, record id, columns), with a warning."""
+    """A reference the import must set to null (kind, record id, columns), with a warning.
+
+    `also`: what else must change with it so the Arc apps' rules still hold (a visit that
+    loses its place is not confirmed and is uncertain).
+    """
 
     kind: str
     record_id: str
     columns: tuple[str, ...]
     what: str
+    also: tuple[tuple[str, Any], ...] = ()
 
 
 def plant_bad_references(timeline: Timeline, *, seed: int = 3) -> list[Planted]:
@@ -704,12 +832,15 @@ def plant_bad_references(timeline: Timeline, *, seed: int = 3) -> list[Planted]:
     anchor = timeline.items[0]["id"]
 
     def item(is_visit: bool, offset_hours: int, **extra: Any) -> dict[str, Any]:
+        saved = start + timedelta(days=1)
         record: dict[str, Any] = {
             "id": new_id(rng),
             "is_visit": is_visit,
             "start_date": start + timedelta(hours=offset_hours),
             "end_date": start + timedelta(hours=offset_hours, minutes=30),
-            "last_saved": start + timedelta(days=1),
+            **(VISIT_DEFAULTS if is_visit else TRIP_DEFAULTS),
+            "last_saved": saved,
+            ("visit_last_saved" if is_visit else "trip_last_saved"): saved,
             **extra,
         }
         timeline.items.append(record)
@@ -719,10 +850,20 @@ def plant_bad_references(timeline: Timeline, *, seed: int = 3) -> list[Planted]:
     same = item(False, 1, previous_item_id=anchor, next_item_id=anchor, distance=5.0)
     selfish = item(False, 2)
     selfish["previous_item_id"] = selfish["id"]
-    homeless = item(True, 3, place_id=new_id(rng), latitude=3.0, longitude=4.0)
+    homeless = item(
+        True,
+        3,
+        place_id=new_id(rng),
+        confirmed_place=True,
+        uncertain_place=False,
+        latitude=3.0,
+        longitude=4.0,
+    )
     orphan: dict[str, Any] = {
         "id": new_id(rng),
         "date": start + timedelta(hours=4),
+        **SAMPLE_DEFAULTS,
+        "last_saved": start + timedelta(hours=4, seconds=1),
         "timeline_item_id": new_id(rng),
         "latitude": 5.0,
         "longitude": 6.0,
@@ -732,7 +873,13 @@ def plant_bad_references(timeline: Timeline, *, seed: int = 3) -> list[Planted]:
         Planted("items", dangling["id"], ("next_item_id",), "nextItemId"),
         Planted("items", same["id"], ("previous_item_id", "next_item_id"), "ItemId"),
         Planted("items", selfish["id"], ("previous_item_id",), "previousItemId"),
-        Planted("items", homeless["id"], ("place_id",), "placeId"),
+        Planted(
+            "items",
+            homeless["id"],
+            ("place_id",),
+            "placeId",
+            also=(("confirmed_place", False), ("uncertain_place", True)),
+        ),
         Planted("samples", orphan["id"], ("timeline_item_id",), "timelineItemId"),
     ]
 
@@ -750,9 +897,10 @@ class Invalid:
 def plant_invalid_records(archive: ArcArchive, timeline: Timeline) -> list[Invalid]:
     """Append one record per kind of SPEC 11 validation failure; each has one problem.
 
-    Missing id, wrong type, end before start, latitude out of range, duplicate id. The
-    duplicates repeat a record of the timeline later in the archive's order, so the
-    timeline's record is the first occurrence.
+    Missing id, wrong type, end before start, latitude out of range, an activity type
+    LocoKit2 does not know, duplicate id. The duplicates repeat a record of the timeline
+    later in the archive's order with the same lastSaved and different content (SPEC 4:
+    the only copies that are an error), so the timeline's record is the first occurrence.
     """
     planted: list[Invalid] = []
 
@@ -793,12 +941,28 @@ def plant_invalid_records(archive: ArcArchive, timeline: Timeline) -> list[Inval
     plant(last, {**sample, "id": new_id(), "date": "yesterday"}, "date", "type")
     plant(last, {**sample, "id": new_id(), "latitude": 100.0}, "latitude", "range")
     plant(last, {**sample, "id": 12345}, "id", "type")
-    # Duplicates: a timeline record's id again, later in the archive (different content).
+    # 7 was never a LocoKit2 activity type (6 is airplane, 20 train, 21 bus).
+    plant(
+        last,
+        {**sample, "id": new_id(), "classifiedActivityType": 7},
+        "classifiedActivityType",
+        "activity type",
+    )
+    trip = {**base, "isVisit": False, "id": new_id()}
+    plant(
+        "items/2024-12.json",
+        {"base": trip, "trip": {"confirmedActivityType": 99, "uncertainActivityType": False}},
+        "confirmedActivityType",
+        "activity type",
+    )
+    # Duplicates: a timeline record again, later in the archive, as new but different.
     first_sample = min((archive.where("samples", s["id"])[0], s["id"]) for s in timeline.samples)[1]
-    plant(last, {**sample, "id": first_sample.upper()}, "id", "duplicate")
+    path, index = archive.where("samples", first_sample)[0]
+    original = archive.files[path][index]
+    plant(last, {**original, "id": first_sample.upper(), "latitude": 1.0}, "id", "duplicate")
     first_place = timeline.places[0]["id"]
-    path, _ = archive.where("places", first_place)[0]
-    plant(path, {**place, "id": first_place}, "id", "duplicate")
+    path, index = archive.where("places", first_place)[0]
+    plant(path, {**archive.files[path][index], "name": "another name"}, "id", "duplicate")
     return planted
 
 
@@ -817,6 +981,8 @@ def expected_rows(
     for planted in nulled:
         for column in planted.columns:
             out[planted.kind][planted.record_id][column] = None
+        for column, value in planted.also:
+            out[planted.kind][planted.record_id][column] = value
     return out
 
 
@@ -1033,12 +1199,12 @@ class InProcess:
         self.service().confirm(job_id, account_id=account_id, skip_invalid=skip_invalid)
         return self.run(job_id)
 
-    def export(self, account_id: str) -> Path:
-        """A full export of the account; the zip's path."""
+    def export(self, account_id: str, **params: Any) -> Path:
+        """A full export of the account (ExportArchiveParams as keywords); the zip's path."""
         job, _ = self.store.create(
             account_id=account_id,
             type=JobType.EXPORT_ARCHIVE,
-            params=ExportArchiveParams().to_json(),
+            params=ExportArchiveParams(**params).to_json(),
         )
         done = self.run(job.id)
         assert done.status == "succeeded", done.error

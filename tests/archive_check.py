@@ -56,7 +56,6 @@ _CAMEL = re.compile(r"^[a-z][A-Za-z0-9]*$")
 _UPPER_UUID = re.compile(r"^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TABLES = {"places": "places", "items": "timeline_items", "samples": "samples"}
-_DETAIL_EXTRA = {"itemId", "lastSaved"}
 
 
 class ArchiveMismatch(AssertionError):
@@ -151,6 +150,12 @@ def _check_fields(
             )
 
 
+def _check_always(where: str, obj: dict[str, Any], fields: Iterable[Field]) -> None:
+    """Every key the Arc apps require is there (SPEC 4: "always written, never null")."""
+    missing = [f.key for f in fields if f.always and f.key not in obj]
+    _require(not missing, f"{where}: lacks {missing}, which the Arc apps require")
+
+
 def _week_of(moment: datetime) -> str:
     year, week, _ = moment.astimezone(UTC).isocalendar()
     return f"{year:04d}-W{week:02d}"
@@ -165,7 +170,7 @@ def _check_record(kind: str, where: str, bucket: str, obj: Any) -> None:
     """One record's shape and its bucket (SPEC 4)."""
     if kind == "places":
         _check_fields(where, obj, PLACE_FIELDS)
-        _require("id" in obj, f"{where}: place without id")
+        _check_always(where, obj, PLACE_FIELDS)
         _require(
             obj["id"][0].upper() == bucket,
             f"{where}: place {obj['id']} belongs in places/{obj['id'][0].upper()}, not {bucket}",
@@ -185,21 +190,13 @@ def _check_record(kind: str, where: str, bucket: str, obj: Any) -> None:
         )
         detail_fields = VISIT_FIELDS if is_visit else TRIP_FIELDS
         detail = obj[detail_key]
-        _check_fields(
-            f"{where} {detail_key}",
-            detail,
-            detail_fields,
-            {"itemId": Kind.UUID, "lastSaved": Kind.DATE},
-        )
+        _check_fields(f"{where} {detail_key}", detail, detail_fields, {"itemId": Kind.UUID})
         _require(
             detail.get("itemId") == base["id"],
             f"{where}: {detail_key}.itemId {detail.get('itemId')!r} != base.id {base['id']!r}",
         )
-        _require(
-            detail.get("lastSaved") == base.get("lastSaved"),
-            f"{where}: {detail_key}.lastSaved {detail.get('lastSaved')!r}"
-            f" != base.lastSaved {base.get('lastSaved')!r}",
-        )
+        _check_always(f"{where} base", base, ITEM_BASE_FIELDS)
+        _check_always(f"{where} {detail_key}", detail, detail_fields)
         month = parse_iso(base["startDate"]).astimezone(UTC).strftime("%Y-%m")
         _require(
             month == bucket,
@@ -207,7 +204,7 @@ def _check_record(kind: str, where: str, bucket: str, obj: Any) -> None:
         )
     else:
         _check_fields(where, obj, SAMPLE_FIELDS)
-        _require("id" in obj and "date" in obj, f"{where}: sample without id or date")
+        _check_always(where, obj, SAMPLE_FIELDS)
         week = _week_of(parse_iso(obj["date"]))
         _require(
             week == bucket,

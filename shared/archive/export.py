@@ -307,7 +307,8 @@ class ExportArchive:
         name = state["name"]
         zip_path = ctx.work_dir / f"{name}.zip"
         with storage_errors("writing metadata and the zip"):
-            work.mkdir(parents=True, exist_ok=True)
+            for kind in ("places", "items", "samples"):
+                (work / kind).mkdir(parents=True, exist_ok=True)
             (work / "metadata.json").write_bytes(orjson.dumps(metadata, option=orjson.OPT_INDENT_2))
             (work / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
             size = write_zip(work, name, zip_path, check=ctx.check)

@@ -159,14 +159,20 @@ def write_zip(
 ) -> int:
     """Zip `source` as `folder_name/…`; gzipped members are stored, the rest deflated.
 
-    `check` runs before each member, so a cancel stops a long zip between files.
+    An empty folder gets an entry of its own: the Arc apps refuse an archive that lacks
+    `places/`, `items/` or `samples/`, even an empty one. `check` runs before each
+    member, so a cancel stops a long zip between files.
     """
-    files = sorted(p for p in source.rglob("*") if p.is_file())
+    paths = sorted(source.rglob("*"))
     with zipfile.ZipFile(target, "w", allowZip64=True) as archive:
-        for path in files:
+        for path in paths:
             if check is not None:
                 check()
             relative = path.relative_to(source).as_posix()
+            if path.is_dir():
+                if not any(path.iterdir()):
+                    archive.write(path, f"{folder_name}/{relative}/")
+                continue
             method = zipfile.ZIP_STORED if path.name.endswith(".gz") else zipfile.ZIP_DEFLATED
             archive.write(path, f"{folder_name}/{relative}", compress_type=method)
     return target.stat().st_size

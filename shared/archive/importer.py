@@ -4,9 +4,11 @@ Phases:
 - unpack: the upload is checked and extracted into this attempt's work folder (unpack.py).
 - validate: metadata.json, manifest.json checksums, then every record of every file,
   streamed: a record that passes its checks is COPYed into the job's staging tables, a
-  record that fails is listed in the report (file, index, field, reason).
-- stage: set-based checks in staging: duplicate ids, references that resolve neither in
-  the archive nor in the account (nulled, with a warning), conflicts with the account.
+  record that fails is listed in the report (file, index, field, reason). A key the
+  Arc apps require but the record lacks takes the apps' default, with a warning.
+- stage: set-based checks in staging (`checks.py`): repeated ids (the newest copy
+  stays), references that resolve neither in the archive nor in the account (nulled,
+  with a warning), conflicts with the account.
   The report then waits for the user (`awaiting_confirmation`) unless `confirm` was set.
 - apply, edges: one transaction inserts places, items (edges null), samples, then
   restores the edges, and writes the `applied` checkpoint in the same transaction.
@@ -20,10 +22,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import psycopg
 
+from shared.archive.checks import stage_checks
 from shared.archive.reader import (
     DataFile,
     check_metadata,
@@ -31,7 +35,7 @@ from shared.archive.reader import (
     records,
     verify_manifest,
 )
-from shared.archive.records import item_row, place_row, sample_row
+from shared.archive.records import Decoded, item_row, place_row, sample_row, unknown_keys
 from shared.archive.report import Report
 from shared.archive.staging import KINDS, Staging
 from shared.archive.unpack import Limits, archive_root, clear, unpack
@@ -44,16 +48,19 @@ from shared.jobs.store import Job, JobStore
 from shared.params import ImportArchiveParams
 from shared.settings import Settings
 from shared.store.db import raw_connection
+from shared.timefmt import format_iso, utcnow
 
 log = logging.getLogger(__name__)
 
-DECODERS: dict[str, Callable[[Any], tuple[tuple[Any, ...], list[Problem] | None]]] = {
+DECODERS: dict[str, Callable[[Any, datetime | None], Decoded]] = {
     "places": place_row,
     "items": item_row,
     "samples": sample_row,
 }
 # Rows counted between progress reports and cancel checks during validation.
 BATCH = 2_000
+# Records of a kind whose unknown keys are named in the report (all of them are counted).
+NAMED_UNKNOWN = 1_000
 _STATS_KEYS = {"places": "placeCount", "items": "itemCount", "samples": "sampleCount"}
 
 
@@ -145,9 +152,18 @@ class ImportArchive:
             unregister = ctx.watcher.on_interrupt(conn.cancel_safe)
             try:
                 staging.create(conn)
+                # What a missing lastSaved becomes (the Arc apps' default is "now").
+                now = utcnow()
+                report.archive["imported_at"] = format_iso(now)
                 for kind in KINDS:
                     self._validate_kind(
-                        ctx, conn=conn, staging=staging, kind=kind, files=files, report=report
+                        ctx,
+                        conn=conn,
+                        staging=staging,
+                        kind=kind,
+                        files=files,
+                        report=report,
+                        now=now,
                     )
                 conn.commit()
                 ctx.finish_phase()
@@ -155,7 +171,7 @@ class ImportArchive:
                 ctx.start_phase("stage")
                 # What staging holds after its checks (repeated ids are gone by then): the
                 # apply's totals, and what a later delivery checks staging against.
-                staged = self._stage(ctx, conn, staging, files, report)
+                staged = stage_checks(ctx, conn, staging, files, report)
                 conn.commit()
             finally:
                 unregister()
@@ -197,9 +213,12 @@ class ImportArchive:
         kind: str,
         files: list[DataFile],
         report: Report,
+        now: datetime,
     ) -> None:
         decode = DECODERS[kind]
         max_ratio = ctx.settings.max_compression_ratio
+        unknown_total = named = 0
+        names: set[str] = set()
         with staging.writer(conn, kind) as copy:
             for file_no, data in enumerate(files):
                 if data.kind != kind:
@@ -207,11 +226,14 @@ class ImportArchive:
                 seen = invalid = 0
                 for index, value in records(data, max_ratio=max_ratio):
                     seen += 1
-                    row, problems = decode(value)
-                    if problems:
+                    row, problems, unknown = decode(value, now)
+                    if unknown:
+                        unknown_total += unknown
+                        if named < NAMED_UNKNOWN:
+                            named += 1
+                            names.update(unknown_keys(kind, value))
+                    if problems and self._refused(report, data.relative, index, problems):
                         invalid += 1
-                        for problem in problems:
-                            report.errors.add(data.relative, index, problem.field, problem.reason)
                     else:
                         copy.write_row((file_no, index, *row))
                     if seen % BATCH == 0:
@@ -219,113 +241,22 @@ class ImportArchive:
                 ctx.advance(seen % BATCH)
                 report.count(kind, "records", seen)
                 report.count(kind, "invalid", invalid)
-
-    def _stage(
-        self,
-        ctx: JobContext,
-        conn: psycopg.Connection,
-        staging: Staging,
-        files: list[DataFile],
-        report: Report,
-    ) -> dict[str, int]:
-        """Run the set-based checks; returns the rows staging holds afterwards, per kind."""
-        names = [f.relative for f in files]
-        account = ctx.job.account_id
-        staging.index(conn)
-        for kind in KINDS:
-            total, rows = staging.duplicates(conn, kind)
-            report.errors.extend(
-                [
-                    {
-                        "file": names[r["file_no"]],
-                        "index": r["index"],
-                        "field": "id",
-                        "reason": f"duplicate id (first in {names[r['first_file_no']]} at index"
-                        f" {r['first_index']})",
-                    }
-                    for r in rows
-                ],
-                total,
-            )
-            report.count(kind, "duplicates", total)
-            report.count(kind, "invalid", total)
-        checks = (
-            (
-                "items",
-                "place_id",
-                "places",
-                "visit.placeId",
-                "no such place in the archive or the account",
-            ),
-            (
-                "items",
-                "previous_item_id",
-                "items",
-                "base.previousItemId",
-                "no such item in the archive or the account",
-            ),
-            (
-                "items",
-                "next_item_id",
-                "items",
-                "base.nextItemId",
-                "no such item in the archive or the account",
-            ),
-            (
-                "samples",
-                "timeline_item_id",
-                "items",
-                "timelineItemId",
-                "no such item in the archive or the account",
-            ),
-        )
-        self._warn(
-            report,
-            names,
-            "items",
-            *staging.null_self_edges(conn),
-            field="base.previousItemId/nextItemId",
-            reason="an item's edge points at itself, or previous equals next; set to null",
-        )
-        for kind, column, target, field, reason in checks:
-            found = staging.null_missing(
-                conn, kind=kind, column=column, target=target, account_id=account
-            )
-            self._warn(report, names, kind, *found, field=field, reason=f"{reason}; set to null")
-            ctx.check()
-        staged = staging.counts(conn)
-        for kind in KINDS:
-            existing, newer = staging.conflicts(conn, kind, account)
-            report.count(kind, "valid", staged[kind])
-            report.count(kind, "existing", existing)
-            report.count(kind, "newer_in_archive", newer)
-            ctx.advance(staged[kind])
-        return staged
+        # Keys Ferry has no column for (newer app versions, derived values like a place's
+        # `category`) are not imported; the report counts them and names what it saw.
+        report.count(kind, "ignored_keys", unknown_total)
+        if names:
+            report.archive.setdefault("ignored_keys", {})[kind] = sorted(names)[:100]
 
     @staticmethod
-    def _warn(
-        report: Report,
-        names: list[str],
-        kind: str,
-        total: int,
-        rows: list[dict[str, Any]],
-        *,
-        field: str,
-        reason: str,
-    ) -> None:
-        report.warnings.extend(
-            [
-                {
-                    "file": names[r["file_no"]],
-                    "index": r["index"],
-                    "field": field,
-                    "reason": f"{reason} (was {r['value']})",
-                }
-                for r in rows
-            ],
-            total,
-        )
-        report.count(kind, "references_nulled", total)
+    def _refused(report: Report, file: str, index: int, problems: list[Problem]) -> bool:
+        """Report a record's problems; whether any refuses it (warnings alone do not)."""
+        refused = any(not p.warning for p in problems)
+        for problem in problems:
+            if not problem.warning:
+                report.errors.add(file, index, problem.field, problem.reason)
+            elif not refused:
+                report.warnings.add(file, index, problem.field, problem.reason)
+        return refused
 
     # --- apply, edges, finalize --------------------------------------------------------------
 

@@ -6,11 +6,13 @@ an archive object into column values and a list of problems.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.archive import app_rules
 from shared.fields import (
     ITEM_BASE_FIELDS,
     ITEM_COLUMNS,
@@ -22,9 +24,10 @@ from shared.fields import (
     VISIT_FIELDS,
     Field,
     Kind,
+    Now,
     Problem,
 )
-from shared.timefmt import format_iso, from_number, parse_iso
+from shared.timefmt import format_iso, from_number, parse_iso, utcnow
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _INT32 = 2**31 - 1
@@ -66,10 +69,8 @@ def encode_item(row: Mapping[str, Any]) -> dict[str, Any]:
     """An item row as `{"base": …, "visit": …}` or `{"base": …, "trip": …}`."""
     base = _encode_fields(ITEM_BASE_FIELDS, row)
     is_visit = bool(row["is_visit"])
-    detail = _encode_fields(VISIT_FIELDS if is_visit else TRIP_FIELDS, row)
-    detail = {"itemId": base["id"], **detail}
-    if row.get("last_saved") is not None:
-        detail["lastSaved"] = format_iso(row["last_saved"])
+    part = _encode_fields(VISIT_FIELDS if is_visit else TRIP_FIELDS, row)
+    detail = {"itemId": base["id"], **part}
     return {"base": base, "visit" if is_visit else "trip": detail}
 
 
@@ -96,20 +97,42 @@ def _archive_date(value: Any) -> datetime:
     raise ValueError("not a date")
 
 
-Decoder = Callable[[Mapping[str, Any]], tuple[tuple[Any, ...], list[Problem] | None]]
+# (values in field order, problems and warnings or None, keys the field table does not know)
+Decoded = tuple[tuple[Any, ...], list[Problem] | None, int]
+Decoder = Callable[[Mapping[str, Any], datetime | None], Decoded]
+
+
+def _default_source(f: Field) -> str:
+    """The Python expression of a field's default, in the compiled decoder."""
+    if isinstance(f.default, Now):
+        return "(now if now is not None else _utcnow())"
+    return repr(f.default)
 
 
 def _field_source(index: int, f: Field, prefix: str) -> list[str]:
     name = prefix + f.key
 
-    def problem(reason: str) -> str:
-        return f"p = p or []; p.append(Problem({name!r}, {reason!r}))"
+    def problem(reason: str, *, warning: bool = False) -> str:
+        return f"p = p or []; p.append(Problem({name!r}, {reason!r}, {warning!r}))"
 
     out = f"c{index}"
     lines = [f"    v = g({f.key!r})", "    if v is None:"]
     if f.required:
-        lines.append(f"        {problem('is required')}")
-    lines += [f"        {out} = None", "    else:", "        t = v.__class__"]
+        lines += [f"        {problem('is required')}", f"        {out} = None"]
+    elif f.default is not None:
+        shown = "the time of the import" if isinstance(f.default, Now) else json.dumps(f.default)
+        if isinstance(f.default, Now) and prefix in ("visit.", "trip."):
+            shown = "the item's lastSaved"  # item_row passes it as `now` to the parts
+        reason = f"missing or null; set to the Arc apps' default ({shown})"
+        lines += [
+            f"        {out} = {_default_source(f)}",
+            f"        {problem(reason, warning=True)}",
+        ]
+    else:
+        lines.append(f"        {out} = None")
+    # Counting the keys a record lacks gives the count of keys Ferry does not know
+    # without looking at every key of every record.
+    lines += [f"        if {f.key!r} not in obj: m += 1", "    else:", "        t = v.__class__"]
     if f.kind is Kind.UUID:
         lines += [
             f"        if t is str and _UUID_MATCH(v): {out} = v.lower()",
@@ -126,6 +149,11 @@ def _field_source(index: int, f: Field, prefix: str) -> list[str]:
             f"        if t is int and {-_INT32 - 1} <= v <= {_INT32}: {out} = v",
             f"        else: {out} = None; {problem('not a 32-bit integer')}",
         ]
+        if f.choices is not None:
+            lines.append(
+                f"        if {out} is not None and {out} not in CHOICES{index}: "
+                + problem("not one of LocoKit2's ActivityType values (-1, 0, 1-6, 20-35, 50-61)")
+            )
     elif f.kind is Kind.FLOAT:
         # `v - v == 0.0` is False for NaN and the infinities only.
         lines += [
@@ -160,23 +188,29 @@ def _field_source(index: int, f: Field, prefix: str) -> list[str]:
 
 
 def _compile(fields: tuple[Field, ...], prefix: str) -> Decoder:
-    source = ["def decode(obj):", "    g = obj.get", "    p = None"]
+    source = ["def decode(obj, now):", "    g = obj.get", "    p = None", "    m = 0"]
     for index, f in enumerate(fields):
         source += _field_source(index, f, prefix)
-    source.append("    return (" + "".join(f"c{i}, " for i in range(len(fields))) + "), p")
+    values = "".join(f"c{i}, " for i in range(len(fields)))
+    source.append(f"    return ({values}), p, len(obj) - {len(fields)} + m")
     namespace: dict[str, Any] = {
         "Problem": Problem,
         "_UUID_MATCH": _UUID_MATCH,
         "_archive_date": _archive_date,
+        "_utcnow": utcnow,
     }
+    for index, f in enumerate(fields):
+        if f.choices is not None:
+            namespace[f"CHOICES{index}"] = f.choices
     exec(compile("\n".join(source), f"<decoder {prefix or fields[0].key}>", "exec"), namespace)
     return namespace["decode"]
 
 
 def compile_decoder(fields: tuple[Field, ...], *, prefix: str = "") -> Decoder:
-    """A function: archive object -> (values in field order, problems or None).
+    """A function: (archive object, now) -> (values in field order, problems, unknown keys).
 
-    UUIDs come out as lower-case strings and dates as aware datetimes.
+    UUIDs come out as lower-case strings and dates as aware datetimes. A missing field
+    with a default takes it (a `lastSaved` takes `now`) and adds a warning problem.
     """
     return _compile(fields, prefix)
 
@@ -189,27 +223,34 @@ _TRIP = compile_decoder(TRIP_FIELDS, prefix="trip.")
 _NOT_OBJECT = [Problem("", "not a JSON object")]
 _NO_VISIT = (None,) * len(VISIT_FIELDS)
 _NO_TRIP = (None,) * len(TRIP_FIELDS)
+_BASE_LAST_SAVED = next(i for i, f in enumerate(ITEM_BASE_FIELDS) if f.key == "lastSaved")
+_ITEM_PARTS = ("base", "visit", "trip")
 
 
-def place_row(obj: Any) -> tuple[tuple[Any, ...], list[Problem] | None]:
-    """An archive place as values in PLACE_COLUMNS order (dates as ISO strings)."""
+def place_row(obj: Any, now: datetime | None = None) -> Decoded:
+    """An archive place as values in PLACE_COLUMNS order."""
     if obj.__class__ is not dict:
-        return (), _NOT_OBJECT
-    return _PLACE(obj)
+        return (), _NOT_OBJECT, 0
+    return _PLACE(obj, now)
 
 
-def sample_row(obj: Any) -> tuple[tuple[Any, ...], list[Problem] | None]:
-    """An archive sample as values in SAMPLE_COLUMNS order (dates as ISO strings)."""
+def sample_row(obj: Any, now: datetime | None = None) -> Decoded:
+    """An archive sample as values in SAMPLE_COLUMNS order."""
     if obj.__class__ is not dict:
-        return (), _NOT_OBJECT
-    return _SAMPLE(obj)
+        return (), _NOT_OBJECT, 0
+    return _SAMPLE(obj, now)
 
 
-def item_row(obj: Any) -> tuple[tuple[Any, ...], list[Problem] | None]:
-    """An archive item as values in ITEM_COLUMNS order (base, visit, trip)."""
+def item_row(obj: Any, now: datetime | None = None) -> Decoded:
+    """An archive item as values in ITEM_COLUMNS order (base, visit, trip).
+
+    A visit or trip without its part gets the part's defaults; the Arc apps' rules on
+    flags and coordinates are then applied (`app_rules`), each change a warning.
+    """
     if obj.__class__ is not dict or obj.get("base").__class__ is not dict:
-        return (), [Problem("base", "is required and must be an object")]
-    base, problems = _BASE(obj["base"])
+        return (), [Problem("base", "is required and must be an object")], 0
+    base, problems, ignored = _BASE(obj["base"], now)
+    ignored += sum(1 for key in obj if key not in _ITEM_PARTS)
     visit_obj, trip_obj = obj.get("visit"), obj.get("trip")
     is_visit = base[1]
     visit, trip = _NO_VISIT, _NO_TRIP
@@ -220,13 +261,24 @@ def item_row(obj: Any) -> tuple[tuple[Any, ...], list[Problem] | None]:
         extra.append(Problem("trip", "isVisit is true but the item has a trip"))
     if is_visit is False and visit_obj is not None:
         extra.append(Problem("visit", "isVisit is false but the item has a visit"))
+    if is_visit is True and visit_obj is None and trip_obj is None:
+        visit_obj = {}
+    if is_visit is False and trip_obj is None and visit_obj is None:
+        trip_obj = {}
+    saved = base[_BASE_LAST_SAVED]
     for name, detail in (("visit", visit_obj), ("trip", trip_obj)):
         if detail is None:
             continue
         if detail.__class__ is not dict:
             extra.append(Problem(name, "must be an object"))
             continue
-        values, found = (_VISIT if name == "visit" else _TRIP)(detail)
+        values, found, unknown = (_VISIT if name == "visit" else _TRIP)(detail, saved)
+        item_id = detail.get("itemId")
+        if item_id is not None:
+            unknown -= 1
+            if base[0] is not None and (item_id.__class__ is not str or item_id.lower() != base[0]):
+                extra.append(Problem(f"{name}.itemId", "must be the item's base.id"))
+        ignored += unknown
         if found:
             extra.extend(found)
         if name == "visit":
@@ -236,34 +288,66 @@ def item_row(obj: Any) -> tuple[tuple[Any, ...], list[Problem] | None]:
     start, end = base[2], base[3]
     if start is not None and end is not None and end < start:
         extra.append(Problem("base.endDate", "is before startDate"))
+    if visit is not _NO_VISIT:
+        visit = app_rules.visit_rules(base[0] is not None, visit, extra)
+    elif trip is not _NO_TRIP:
+        trip = app_rules.trip_rules(trip, extra)
     if extra:
         problems = (problems or []) + extra
-    return base + visit + trip, problems
+    return base + visit + trip, problems, ignored
 
 
 def _as_dict(columns: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip(columns, row, strict=True))
 
 
-def decode_place(obj: Any) -> tuple[dict[str, Any], list[Problem]]:
-    """An archive place object as column values, with the problems found."""
-    row, problems = place_row(obj)
+def decode_place(obj: Any, now: datetime | None = None) -> tuple[dict[str, Any], list[Problem]]:
+    """An archive place object as column values, with the problems (and warnings) found."""
+    row, problems, _ = place_row(obj, now)
     if not row:
         return {}, list(problems or [])
     return _as_dict(PLACE_COLUMNS, row), list(problems or [])
 
 
-def decode_sample(obj: Any) -> tuple[dict[str, Any], list[Problem]]:
-    """An archive sample object as column values, with the problems found."""
-    row, problems = sample_row(obj)
+def decode_sample(obj: Any, now: datetime | None = None) -> tuple[dict[str, Any], list[Problem]]:
+    """An archive sample object as column values, with the problems (and warnings) found."""
+    row, problems, _ = sample_row(obj, now)
     if not row:
         return {}, list(problems or [])
     return _as_dict(SAMPLE_COLUMNS, row), list(problems or [])
 
 
-def decode_item(obj: Any) -> tuple[dict[str, Any], list[Problem]]:
+def decode_item(obj: Any, now: datetime | None = None) -> tuple[dict[str, Any], list[Problem]]:
     """An archive item object (`base` plus `visit` or `trip`) as column values."""
-    row, problems = item_row(obj)
+    row, problems, _ = item_row(obj, now)
     if not row:
         return {}, list(problems or [])
     return _as_dict(ITEM_COLUMNS, row), list(problems or [])
+
+
+_KNOWN = {
+    "places": frozenset(f.key for f in PLACE_FIELDS),
+    "base": frozenset(f.key for f in ITEM_BASE_FIELDS),
+    "visit": frozenset(f.key for f in VISIT_FIELDS) | {"itemId"},
+    "trip": frozenset(f.key for f in TRIP_FIELDS) | {"itemId"},
+    "samples": frozenset(f.key for f in SAMPLE_FIELDS),
+}
+
+
+def unknown_keys(kind: str, obj: Any) -> list[str]:
+    """The keys of a record Ferry has no column for (`base.x` for an item's parts)."""
+    if obj.__class__ is not dict:
+        return []
+    if kind != "items":
+        return [key for key in obj if key not in _KNOWN[kind]]
+    found = [key for key in obj if key not in _ITEM_PARTS]
+    for part in _ITEM_PARTS:
+        detail = obj.get(part)
+        if detail.__class__ is dict:
+            found += [f"{part}.{key}" for key in detail if key not in _KNOWN[part]]
+    return found
+
+
+def errors_of(problems: list[Problem] | None) -> list[Problem]:
+    """The problems that refuse a record (not the warnings)."""
+    return [p for p in problems or () if not p.warning]

@@ -68,12 +68,10 @@ def sample_json(alias: str = "s") -> str:
 def item_json(alias: str = "i") -> str:
     """An expression giving an item row's `{"base", "visit"|"trip"}` object as JSON text."""
     id_field = next(f for f in ITEM_BASE_FIELDS if f.key == "id")
-    saved_field = next(f for f in ITEM_BASE_FIELDS if f.key == "lastSaved")
     item_id = "'\"itemId\":' || " + _value_sql(id_field, f"{alias}.id")
-    last_saved = _pair_sql(saved_field, alias)
     base = _object_sql([_pair_sql(f, alias) for f in ITEM_BASE_FIELDS])
-    visit = _object_sql([item_id, *(_pair_sql(f, alias) for f in VISIT_FIELDS), last_saved])
-    trip = _object_sql([item_id, *(_pair_sql(f, alias) for f in TRIP_FIELDS), last_saved])
+    visit = _object_sql([item_id, *(_pair_sql(f, alias) for f in VISIT_FIELDS)])
+    trip = _object_sql([item_id, *(_pair_sql(f, alias) for f in TRIP_FIELDS)])
     return (
         f"'{{\"base\":' || {base} || ',' || CASE WHEN {alias}.is_visit"
         f" THEN '\"visit\":' || {visit} ELSE '\"trip\":' || {trip} END || '}}'"

@@ -20,6 +20,7 @@ from psycopg import postgres, sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
+from shared.archive.report import LISTED
 from shared.fields import (
     ITEM_BASE_FIELDS,
     PLACE_FIELDS,
@@ -53,6 +54,8 @@ _STAGED_TYPE = {
     Kind.FLOAT: "float8",
     Kind.BOOL: "bool",
 }
+# What a visit that loses its place becomes (TimelineItemVisit.clearPlace).
+PLACE_FLAGS = sql.SQL("confirmed_place = false, uncertain_place = true")
 # Hashing a million ids stays in memory with this much (the default 4 MB spills to
 # disk); it is set for the staging checks' own transaction only.
 STAGING_WORK_MEM = "256MB"
@@ -166,43 +169,70 @@ class Staging:
 
     # --- checks -------------------------------------------------------------------------
 
-    def duplicates(self, conn: psycopg.Connection, kind: str) -> tuple[int, list[dict[str, Any]]]:
-        """Remove every repeat of an id after its first occurrence; report them."""
-        table = self.table(kind)
-        repeated = conn.execute(
-            sql.SQL("SELECT 1 FROM {t} GROUP BY id HAVING count(*) > 1 LIMIT 1").format(t=table)
-        ).fetchone()
-        if repeated is None:  # the usual case: one hash aggregate and done
-            return 0, []
-        rows = conn.execute(
-            sql.SQL(
-                "WITH ranked AS (SELECT file_no, idx, id, row_number() OVER"
-                " (PARTITION BY id ORDER BY file_no, idx) AS n,"
-                " first_value(file_no) OVER (PARTITION BY id ORDER BY file_no, idx) AS f0,"
-                " first_value(idx) OVER (PARTITION BY id ORDER BY file_no, idx) AS i0"
-                " FROM {t}), gone AS (DELETE FROM {t} s USING ranked r"
-                " WHERE r.n > 1 AND s.file_no = r.file_no AND s.idx = r.idx"
-                " RETURNING r.file_no, r.idx, r.f0, r.i0)"
-                " SELECT count(*) OVER (), file_no, idx, f0, i0 FROM gone"
-                " ORDER BY file_no, idx LIMIT 100"
-            ).format(t=table)
-        ).fetchall()
-        total = rows[0][0] if rows else 0
-        return total, [
-            {"file_no": r[1], "index": r[2], "first_file_no": r[3], "first_index": r[4]}
-            for r in rows
-        ]
-
     def null_missing(
         self, conn: psycopg.Connection, *, kind: str, column: str, target: str, account_id: str
     ) -> tuple[int, list[dict[str, Any]]]:
-        """Null references to records in neither the archive nor the account; report them."""
+        """Null references to records in neither the archive nor the account; report them.
+
+        A visit that loses its place also loses what depends on it: it can no longer be
+        confirmed, and it is uncertain (the Arc apps' rules, `app_rules`).
+        """
         condition = sql.SQL(
             "s.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {stg} x WHERE x.id = s.{c})"
             " AND NOT EXISTS (SELECT 1 FROM {live} l WHERE l.account_id = %(a)s"
             " AND l.id = s.{c})"
         ).format(c=_ident(column), stg=self.table(target), live=_ident(LIVE_TABLE[target]))
-        return self._null_where(conn, kind, (column,), condition, {"a": account_id})
+        also = PLACE_FLAGS if column == "place_id" else None
+        return self._null_where(conn, kind, (column,), condition, {"a": account_id}, also=also)
+
+    def null_sample_items(
+        self, conn: psycopg.Connection, account_id: str
+    ) -> dict[str, tuple[int, list[dict[str, Any]]]]:
+        """Null a sample's item when it is in neither the archive nor the account
+        ("missing"), or when it is deleted ("deleted"); report each kind.
+
+        The Arc apps refuse to store a sample on a deleted item, and abort the rest of
+        its file's batch when they meet one (LocoKit2's sample guard trigger). The
+        archive's copy of an item decides; the account's when the archive has none.
+        Both checks share one pass over the staged samples.
+        """
+        items = self.table("items")
+        found = conn.execute(
+            sql.SQL(
+                "SELECT missing, total, file_no, idx, value FROM (SELECT s.file_no, s.idx,"
+                " s.timeline_item_id::text AS value, x.id IS NULL AND l.id IS NULL AS missing,"
+                " row_number() OVER (PARTITION BY x.id IS NULL AND l.id IS NULL"
+                " ORDER BY s.file_no, s.idx) AS k,"
+                " count(*) OVER (PARTITION BY x.id IS NULL AND l.id IS NULL) AS total"
+                " FROM {samples} s LEFT JOIN {items} x ON x.id = s.timeline_item_id"
+                " LEFT JOIN timeline_items l ON x.id IS NULL AND l.account_id = %(a)s"
+                " AND l.id = s.timeline_item_id WHERE s.timeline_item_id IS NOT NULL"
+                " AND coalesce(x.deleted, l.deleted, true)) n WHERE k <= {limit}"
+                " ORDER BY file_no, idx"
+            ).format(samples=self.table("samples"), items=items, limit=sql.Literal(LISTED)),
+            {"a": account_id},
+        ).fetchall()
+        out: dict[str, tuple[int, list[dict[str, Any]]]] = {"missing": (0, []), "deleted": (0, [])}
+        for missing, total, file_no, idx, value in found:
+            key = "missing" if missing else "deleted"
+            rows = out[key][1]
+            rows.append({"file_no": file_no, "index": idx, "value": value})
+            out[key] = (total, rows)
+        if found:
+            # The items a sample may keep, as one hashed set (a lookup per sample would
+            # cost seconds on a million).
+            conn.execute(
+                sql.SQL(
+                    "UPDATE {samples} s SET timeline_item_id = NULL"
+                    " WHERE s.timeline_item_id IS NOT NULL AND s.timeline_item_id NOT IN"
+                    " (SELECT x.id FROM {items} x WHERE NOT x.deleted UNION ALL"
+                    " SELECT l.id FROM timeline_items l WHERE l.account_id = %(a)s"
+                    " AND NOT l.deleted AND NOT EXISTS (SELECT 1 FROM {items} y"
+                    " WHERE y.id = l.id))"
+                ).format(samples=self.table("samples"), items=items),
+                {"a": account_id},
+            )
+        return out
 
     def null_self_edges(self, conn: psycopg.Connection) -> tuple[int, list[dict[str, Any]]]:
         """Edges of an item to itself, and previous == next: both become null."""
@@ -225,6 +255,8 @@ class Staging:
         columns: tuple[str, ...],
         condition: sql.Composable,
         params: dict[str, Any],
+        *,
+        also: sql.Composable | None = None,
     ) -> tuple[int, list[dict[str, Any]]]:
         table = self.table(kind)
         first = _ident(columns[0])
@@ -238,6 +270,8 @@ class Staging:
         if not examples:
             return 0, []
         assignments = sql.SQL(", ").join(sql.SQL("{c} = NULL").format(c=_ident(c)) for c in columns)
+        if also is not None:
+            assignments = sql.SQL("{a}, {b}").format(a=assignments, b=also)
         conn.execute(
             sql.SQL("UPDATE {t} s SET {set} WHERE {cond}").format(
                 t=table, set=assignments, cond=condition

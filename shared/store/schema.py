@@ -38,6 +38,7 @@ from shared.fields import (
     VISIT_FIELDS,
     Field,
     Kind,
+    Now,
 )
 
 metadata = MetaData(
@@ -65,13 +66,71 @@ def _tz() -> DateTime:
     return DateTime(timezone=True)
 
 
-def _columns(fields: tuple[Field, ...]) -> list[Column[object]]:
-    """Columns of a record kind, except `id` (part of the primary key, declared apart)."""
+def _server_default(value: object) -> Any:
+    """A field's default as the column's DEFAULT clause."""
+    if isinstance(value, Now):
+        return text("now()")
+    if isinstance(value, bool):
+        return text("true" if value else "false")
+    if isinstance(value, int | float):
+        return text(repr(value))
+    return text("'" + str(value).replace("'", "''") + "'")
+
+
+def _columns(fields: tuple[Field, ...], *, part: bool = False) -> list[Column[object]]:
+    """Columns of a record kind, except `id` (part of the primary key, declared apart).
+
+    A field the Arc apps need is NOT NULL with the apps' default. The visit and trip
+    parts (`part`) share one table, so theirs stay nullable there; `_required_unless`
+    says which an item of each kind must have.
+    """
     return [
-        Column(f.column, _TYPES[f.kind], nullable=not f.required)
+        Column(
+            f.column,
+            _TYPES[f.kind],
+            nullable=part or not f.always,
+            server_default=None if part or f.default is None else _server_default(f.default),
+        )
         for f in fields
         if f.column != "id"
     ]
+
+
+def _finite(column: str) -> str:
+    # PostgreSQL orders NaN above every number, so this refuses NaN and both infinities.
+    return f"{column} > '-Infinity' AND {column} < 'Infinity'"
+
+
+def _field_checks(fields: tuple[Field, ...]) -> list[CheckConstraint]:
+    """What the field table says about values: enums, and finite doubles where the apps
+    need a value (the export would otherwise have to leave the key out)."""
+    checks = []
+    for f in fields:
+        if f.choices is not None:
+            runs = " OR ".join(
+                f"{f.column} BETWEEN {low} AND {high}" for low, high in _runs(f.choices)
+            )
+            checks.append(CheckConstraint(runs, name=f.column))
+        if f.kind is Kind.FLOAT and f.default is not None:
+            checks.append(CheckConstraint(_finite(f.column), name=f"{f.column}_finite"))
+    return checks
+
+
+def _runs(values: frozenset[int]) -> list[tuple[int, int]]:
+    """Contiguous runs of an enum's values: a few BETWEENs test faster than a long IN."""
+    runs: list[tuple[int, int]] = []
+    for value in sorted(values):
+        if runs and runs[-1][1] == value - 1:
+            runs[-1] = (runs[-1][0], value)
+        else:
+            runs.append((value, value))
+    return runs
+
+
+def _required_unless(exempt: str, fields: tuple[Field, ...], name: str) -> CheckConstraint:
+    """An item of one kind (visit or trip) has every value its part needs."""
+    present = " AND ".join(f"{f.column} IS NOT NULL" for f in fields if f.always)
+    return CheckConstraint(f"{exempt} OR ({present})", name=name)
 
 
 def _account_id(*, references: bool = True) -> Column[str]:
@@ -84,6 +143,26 @@ def _account_id(*, references: bool = True) -> Column[str]:
         primary_key=True,
     )
 
+
+# TimelineItemVisit: confirmedPlace only with a placeId; uncertainPlace true exactly when
+# not confirmed, or false with a placeId.
+VISIT_PLACE_FLAGS = (
+    "NOT is_visit OR ((NOT confirmed_place OR place_id IS NOT NULL)"
+    " AND ((uncertain_place AND NOT confirmed_place)"
+    " OR (NOT uncertain_place AND place_id IS NOT NULL)))"
+)
+# TimelineItemVisit: both coordinates or neither, and not "null island" (0, 0).
+VISIT_COORDINATES = (
+    "NOT is_visit OR ((latitude IS NULL) = (longitude IS NULL)"
+    " AND NOT (latitude = 0 AND longitude = 0))"
+)
+# TimelineItemTrip: uncertain, or a classified or confirmed type; never uncertain with a
+# confirmed type.
+TRIP_ACTIVITY_FLAGS = (
+    "is_visit OR ((uncertain_activity_type OR classified_activity_type IS NOT NULL"
+    " OR confirmed_activity_type IS NOT NULL)"
+    " AND NOT (uncertain_activity_type AND confirmed_activity_type IS NOT NULL))"
+)
 
 accounts = Table(
     "accounts",
@@ -113,6 +192,7 @@ places = Table(
     Column("id", UUID(as_uuid=False), primary_key=True),
     *_columns(PLACE_FIELDS),
     CheckConstraint("name <> ''", name="name_not_empty"),
+    *_field_checks(PLACE_FIELDS),
     CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude"),
     CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude"),
 )
@@ -122,13 +202,23 @@ timeline_items = Table(
     metadata,
     _account_id(),
     Column("id", UUID(as_uuid=False), primary_key=True),
-    *_columns(ITEM_BASE_FIELDS + VISIT_FIELDS + TRIP_FIELDS),
+    *_columns(ITEM_BASE_FIELDS),
+    *_columns(VISIT_FIELDS + TRIP_FIELDS, part=True),
     CheckConstraint("end_date >= start_date", name="end_after_start"),
     CheckConstraint("previous_item_id <> id", name="previous_not_self"),
     CheckConstraint("next_item_id <> id", name="next_not_self"),
     CheckConstraint("previous_item_id <> next_item_id", name="previous_not_next"),
     CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude"),
     CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude"),
+    # The Arc apps' own rules (LocoKit2 Database+Schema.swift): rows that break them are
+    # dropped there without a word, so Ferry never holds one.
+    *_field_checks(ITEM_BASE_FIELDS + VISIT_FIELDS + TRIP_FIELDS),
+    _required_unless("NOT is_visit", VISIT_FIELDS, "visit_required"),
+    _required_unless("is_visit", TRIP_FIELDS, "trip_required"),
+    CheckConstraint(VISIT_PLACE_FLAGS, name="visit_place_flags"),
+    CheckConstraint(VISIT_COORDINATES, name="visit_coordinates"),
+    CheckConstraint("custom_title <> ''", name="custom_title_not_empty"),
+    CheckConstraint(TRIP_ACTIVITY_FLAGS, name="trip_activity_flags"),
     ForeignKeyConstraint(
         ["account_id", "previous_item_id"],
         ["timeline_items.account_id", "timeline_items.id"],
@@ -157,6 +247,7 @@ samples = Table(
     _account_id(references=False),
     Column("id", UUID(as_uuid=False), primary_key=True),
     *_columns(SAMPLE_FIELDS),
+    *_field_checks(SAMPLE_FIELDS),
     CheckConstraint("moving_state BETWEEN -1 AND 1", name="moving_state"),
     CheckConstraint("recording_state BETWEEN 0 AND 5", name="recording_state"),
     CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude"),

@@ -22,8 +22,10 @@ from shared.store.db import raw_connection
 
 # On trips a sample comes this many times more often than during visits.
 TRIP_DENSITY = 15
-# Walking, cycling, car, train, bus: LocoKit's activity type codes for moving.
-TRIP_ACTIVITIES = (2, 4, 5, 6, 7)
+# LocoKit2's ActivityType codes (ActivityTypes/ActivityType.swift) for moving about a
+# city: 2 walking, 4 cycling, 5 car, 20 train, 21 bus. (6 is airplane; 3 running.)
+TRIP_ACTIVITIES = (2, 4, 5, 20, 21)
+# ActivityType 1: stationary, for the samples of a visit.
 STATIONARY_ACTIVITY = 1
 PLACE_NAMES = (
     "Home",
@@ -125,6 +127,7 @@ class _Timeline:
                 "mapbox_place_id": f"poi.{self.rng.getrandbits(40)}" if index % 2 else None,
                 "mapbox_category": "cafe" if "Café" in place.name else None,
                 "google_place_id": f"ChIJ{self.rng.getrandbits(60):x}" if index % 3 == 0 else None,
+                "foursquare_category_v2_id": "4bf58dd8d48988d1e0931735" if index == 2 else None,
                 "source": "LocoKit2",
                 "last_saved": _ts(self.end),
             }
@@ -155,6 +158,7 @@ class _Timeline:
                 "disabled": (not is_visit) and rng.random() < 0.01,
                 "deleted": False,
                 "locked": False,
+                "samples_changed": False,
                 "last_saved": end + timedelta(seconds=rng.randint(5, 900)),
                 "previous_item_id": previous["id"] if previous else None,
                 "next_item_id": None,
@@ -169,15 +173,21 @@ class _Timeline:
                 "max_heart_rate": round(rng.uniform(110, 170), 1) if rng.random() < 0.7 else None,
             }
             if is_visit:
+                # The Arc apps' rules: confirmed only with a place; uncertain never when
+                # confirmed, and always without a place.
+                place_id = at.id if rng.random() > 0.03 else None
+                confirmed = rng.random() < 0.6 and place_id is not None
+                uncertain = (rng.random() < 0.25 and not confirmed) or place_id is None
                 item.update(
                     place=at,
                     latitude=round(at.lat, 7),
                     longitude=round(at.lon, 7),
                     radius_mean=round(rng.uniform(15, 60), 2),
                     radius_sd=round(rng.uniform(3, 15), 2),
-                    place_id=at.id if rng.random() > 0.03 else None,
-                    confirmed_place=rng.random() < 0.6,
-                    uncertain_place=rng.random() < 0.1,
+                    place_id=place_id,
+                    confirmed_place=confirmed,
+                    uncertain_place=uncertain,
+                    visit_last_saved=item["last_saved"],
                     custom_title="Lunch" if rng.random() < 0.05 else None,
                     street_address=None,
                     locality=self.city,
@@ -192,14 +202,17 @@ class _Timeline:
                 seconds = max(1.0, (end - moment).total_seconds())
                 distance = _metres(at, destination)
                 activity = rng.choice(TRIP_ACTIVITIES)
+                # The Arc apps' rules: never uncertain with a confirmed type.
+                confirmed_type = activity if rng.random() < 0.3 else None
                 item.update(
                     origin=at,
                     destination=destination,
                     distance=round(distance, 1),
                     speed=round(distance / seconds, 3),
                     classified_activity_type=activity,
-                    confirmed_activity_type=activity if rng.random() < 0.3 else None,
-                    uncertain_activity_type=rng.random() < 0.2,
+                    confirmed_activity_type=confirmed_type,
+                    uncertain_activity_type=rng.random() < 0.2 and confirmed_type is None,
+                    trip_last_saved=item["last_saved"],
                 )
                 at = destination
             if previous is not None:
@@ -227,10 +240,13 @@ class _Timeline:
                 "disabled": False,
                 "deleted": True,
                 "locked": False,
+                "samples_changed": False,
                 "last_saved": moment + timedelta(minutes=1),
                 "distance": 12.0,
                 "speed": 0.3,
                 "classified_activity_type": 2,
+                "uncertain_activity_type": True,
+                "trip_last_saved": moment + timedelta(minutes=1),
             }
 
     def sample_interval(self, trip_seconds: float, visit_seconds: float, total: int) -> float:

@@ -13,6 +13,7 @@ import ast
 import signal
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -328,6 +329,33 @@ def test_given_a_zip_when_imported_with_the_cli_then_counts_print_and_preview_wa
     watched = _ferry(stack, "jobs", "watch", job_id)
     assert watched.returncode == 0, watched.stdout + watched.stderr
     assert_same_records(records(settings, second.id), records(settings, source.id))
+
+
+def test_given_an_unpacked_archive_folder_when_imported_with_the_cli_then_every_record_arrives(
+    stack: Stack, settings: Settings, engine: Engine, account: tuple[Account, str], tmp_path: Path
+) -> None:
+    """`ferry import ACCOUNT FOLDER` takes the `export-…` folder as the Arc apps (and an
+    unzipped download) hold it; a folder without metadata.json is refused up front."""
+    source, _ = account
+    seed(settings, source.id, days=3, per_day=120)
+    target, _ = new_account(engine, "cli-folder")
+    stack.start_worker()
+    out = tmp_path / "export.zip"
+    exported = _ferry(stack, "export", source.name, "--out", str(out))
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    unzipped = tmp_path / "unzipped"
+    with zipfile.ZipFile(out) as archive:
+        archive.extractall(unzipped)
+    [folder] = list(unzipped.iterdir())
+    assert folder.name.startswith("export-") and (folder / "metadata.json").is_file()
+
+    refused = _ferry(stack, "import", target.name, str(unzipped))
+    imported = _ferry(stack, "import", target.name, str(folder))
+
+    assert refused.returncode != 0 and "metadata.json" in refused.stderr, refused.stderr
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert "0 error(s)" in imported.stdout, imported.stdout
+    assert_same_records(records(settings, target.id), records(settings, source.id))
 
 
 # --- 6. a report with errors -------------------------------------------------------------------

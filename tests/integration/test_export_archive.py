@@ -116,6 +116,8 @@ def _seed(settings: Settings, account_id: str, *, days: int = 10, seed: int = 1)
 
 
 def _insert(database_url: str, table: str, account_id: str, rows: list[dict[str, Any]]) -> None:
+    if table == "timeline_items":
+        rows = [_item(**row) for row in rows]
     with raw_connection(database_url) as conn:
         for row in rows:
             columns = ", ".join(("account_id", *row))
@@ -135,6 +137,27 @@ def _execute(database_url: str, sql: str, params: Mapping[str, Any] | tuple[Any,
 
 def _uuid() -> str:
     return str(uuid.uuid4())
+
+
+def _item(**row: Any) -> dict[str, Any]:
+    """An item row with what its visit or trip part needs (the Arc apps' rules), if unsaid.
+
+    The base columns the apps need have database defaults; a part's columns cannot, as
+    visits and trips share the table.
+    """
+    saved = row.get("last_saved", START)
+    if row["is_visit"]:
+        part = {
+            "radius_mean": 50.0,
+            "radius_sd": 10.0,
+            "confirmed_place": False,
+            "uncertain_place": True,
+            "visit_last_saved": saved,
+        }
+    else:
+        part = {"distance": 0.0, "speed": 0.0, "uncertain_activity_type": True}
+        part["trip_last_saved"] = saved
+    return {**part, **row}
 
 
 # --- full export -------------------------------------------------------------------------------
@@ -261,7 +284,8 @@ def test_given_tricky_rows_when_exported_then_the_sql_json_equals_the_python_enc
                 "speed": 2 / 3,
                 "classified_activity_type": 2,
                 "confirmed_activity_type": 3,
-                "uncertain_activity_type": True,
+                "uncertain_activity_type": False,
+                "trip_last_saved": datetime(2024, 2, 2, 0, 0, 0, 1, tzinfo=UTC),
             },
             {
                 "id": bare_trip,
@@ -300,7 +324,7 @@ def test_given_tricky_rows_when_exported_then_the_sql_json_equals_the_python_enc
                 "z_acceleration": -1 / 7,
                 "heart_rate": 72.0,
                 "classified_activity_type": 2,
-                "confirmed_activity_type": -2147483648,
+                "confirmed_activity_type": -1,
             },
             {"id": _uuid(), "date": datetime(2024, 12, 29, 23, 59, 59, 999999, tzinfo=UTC)},
             {"id": _uuid(), "date": datetime(2024, 12, 30, tzinfo=UTC)},
@@ -323,15 +347,32 @@ def test_given_tricky_rows_when_exported_then_the_sql_json_equals_the_python_enc
             assert archive.records[kind][record_id] == encode(row), (kind, record_id)
     assert archive.records["places"][full_place]["name"] == tricky
     assert archive.records["items"][visit]["visit"]["customTitle"] == tricky
-    assert archive.records["items"][bare_trip] == {
+    # A bare row: what the Arc apps require is there all the same (the database defaults).
+    bare = archive.records["items"][bare_trip]
+    saved = bare["base"]["lastSaved"]
+    assert bare == {
         "base": {
             "id": bare_trip.upper(),
             "isVisit": False,
             "startDate": "2021-01-03T12:00:00Z",
             "endDate": "2021-01-03T13:00:00Z",
+            "source": "LocoKit2",
+            "sourceVersion": "9.0.0",
+            "disabled": False,
+            "deleted": False,
+            "locked": False,
+            "samplesChanged": False,
+            "lastSaved": saved,
         },
-        "trip": {"itemId": bare_trip.upper()},
+        "trip": {
+            "itemId": bare_trip.upper(),
+            "distance": 0.0,
+            "speed": 0.0,
+            "uncertainActivityType": True,
+            "lastSaved": "2024-12-28T00:00:00Z",
+        },
     }
+    assert archive.records["items"][trip]["trip"]["lastSaved"] == "2024-02-02T00:00:00.000001Z"
     assert archive.records["items"][visit]["base"]["startDate"] == "2024-01-31T23:59:59.999999Z"
     assert archive.located["items"][visit] == "items/2024-01.json"
     assert archive.located["places"][full_place] == "places/0.json"

@@ -9,6 +9,7 @@ fixture's own record of every field (SPEC 3, 4, 6, 11).
 from __future__ import annotations
 
 import contextlib
+import copy
 import random
 import threading
 import time
@@ -34,6 +35,7 @@ from shared.store.db import raw_connection
 from shared.store.seed import seed_timeline
 from tests.arc_fixtures import (
     KINDS,
+    SAMPLE_DEFAULTS,
     ArcArchive,
     InProcess,
     Invalid,
@@ -42,6 +44,7 @@ from tests.arc_fixtures import (
     Timeline,
     account_digest,
     arc_archive,
+    arc_record,
     arc_timeline,
     assert_rows_match,
     expected_rows,
@@ -52,6 +55,7 @@ from tests.arc_fixtures import (
     new_id,
     plant_bad_references,
     plant_invalid_records,
+    render_sample,
     staging_tables,
 )
 from tests.archive_check import keepers_from_db
@@ -321,13 +325,13 @@ def invalid_import(
     archive = arc_archive(timeline)
     invalid = plant_invalid_records(archive, timeline)
     broken = next(p for p in invalid if p.what == "end before start")
-    sample = {"id": new_id(), "date": datetime(2024, 12, 31, 9, tzinfo=UTC)}
+    at = datetime(2024, 12, 31, 9, tzinfo=UTC)
+    sample = {"id": new_id(), "date": at, **SAMPLE_DEFAULTS, "last_saved": at}
     timeline.samples.append(sample)  # its item is refused: in the account it has none
     orphan = archive.add(
         "samples/2025-W01.json.gz",
         {
-            "id": sample["id"],
-            "date": "2024-12-31T09:00:00Z",
+            **render_sample(sample, Style(), random.Random(1)),
             "timelineItemId": archive.files[broken.file][broken.index]["base"]["id"],
         },
     )
@@ -453,29 +457,32 @@ def _conflicting(rng_seed: int) -> tuple[Timeline, Timeline, dict[str, dict[str,
         ids["places"][version], ids["items"][version] = place_id, item_id
         ids["samples"][version] = sample_id
         start = then + timedelta(hours=len(mine.items))
-        account_place = {
-            "id": place_id,
-            "name": "mine",
-            "latitude": 1.0,
-            "longitude": 2.0,
-            "last_saved": then,
-        }
-        account_item = {
-            "id": item_id,
-            "is_visit": True,
-            "start_date": start,
-            "end_date": start + timedelta(minutes=5),
-            "last_saved": then,
-            "custom_title": "mine",
-            "place_id": place_id,
-        }
-        account_sample = {
-            "id": sample_id,
-            "date": start,
-            "altitude": 1.0,
-            "timeline_item_id": item_id,
-            "last_saved": then,
-        }
+        account_place = arc_record(
+            "places",
+            id=place_id,
+            name="mine",
+            latitude=1.0,
+            longitude=2.0,
+            last_saved=then,
+        )
+        account_item = arc_record(
+            "items",
+            id=item_id,
+            is_visit=True,
+            start_date=start,
+            end_date=start + timedelta(minutes=5),
+            last_saved=then,
+            custom_title="mine",
+            place_id=place_id,
+        )
+        account_sample = arc_record(
+            "samples",
+            id=sample_id,
+            date=start,
+            altitude=1.0,
+            timeline_item_id=item_id,
+            last_saved=then,
+        )
         archive_time = saved.get(version, then)
         if version != "fresh":
             mine.places.append(account_place)
@@ -490,6 +497,7 @@ def _conflicting(rng_seed: int) -> tuple[Timeline, Timeline, dict[str, dict[str,
                 "custom_title": f"archive {version}",
                 "end_date": start + timedelta(minutes=7),
                 "last_saved": archive_time,
+                "visit_last_saved": archive_time,
             }
         )
         theirs.samples.append({**account_sample, "altitude": 99.5, "last_saved": archive_time})
@@ -541,38 +549,50 @@ def test_given_references_to_the_accounts_own_records_when_imported_then_they_ar
     """An edge, a visit's place and a sample's item that only the account holds resolve."""
     person, _ = account
     start = datetime(2024, 5, 1, 8, tzinfo=UTC)
-    place = {"id": id_starting("d"), "name": "Mine", "latitude": 1.0, "longitude": 1.0}
-    place["last_saved"] = start
-    earlier = {
-        "id": new_id(),
-        "is_visit": True,
-        "start_date": start,
-        "end_date": start + timedelta(hours=1),
-        "place_id": place["id"],
-    }
+    place = arc_record(
+        "places",
+        id=id_starting("d"),
+        name="Mine",
+        latitude=1.0,
+        longitude=1.0,
+        last_saved=start,
+    )
+    earlier = arc_record(
+        "items",
+        id=new_id(),
+        is_visit=True,
+        start_date=start,
+        end_date=start + timedelta(hours=1),
+        place_id=place["id"],
+    )
     mine = Timeline(places=[place], items=[earlier])
     insert_timeline(settings.database_url, person.id, mine)
-    trip = {
-        "id": new_id(),
-        "is_visit": False,
-        "start_date": start + timedelta(hours=1),
-        "end_date": start + timedelta(hours=2),
-        "previous_item_id": earlier["id"],
-    }
-    visit = {
-        "id": new_id(),
-        "is_visit": True,
-        "start_date": start + timedelta(hours=2),
-        "end_date": start + timedelta(hours=3),
-        "previous_item_id": trip["id"],
-        "place_id": place["id"],
-    }
+    trip = arc_record(
+        "items",
+        id=new_id(),
+        is_visit=False,
+        start_date=start + timedelta(hours=1),
+        end_date=start + timedelta(hours=2),
+        previous_item_id=earlier["id"],
+    )
+    visit = arc_record(
+        "items",
+        id=new_id(),
+        is_visit=True,
+        start_date=start + timedelta(hours=2),
+        end_date=start + timedelta(hours=3),
+        previous_item_id=trip["id"],
+        place_id=place["id"],
+        confirmed_place=True,
+        uncertain_place=False,
+    )
     trip["next_item_id"] = visit["id"]
-    sample = {
-        "id": new_id(),
-        "date": start + timedelta(minutes=5),
-        "timeline_item_id": earlier["id"],
-    }
+    sample = arc_record(
+        "samples",
+        id=new_id(),
+        date=start + timedelta(minutes=5),
+        timeline_item_id=earlier["id"],
+    )
     theirs = Timeline(items=[trip, visit], samples=[sample])
     path = arc_archive(theirs).write(tmp_path / "refs.zip")
 
@@ -595,26 +615,33 @@ def test_given_references_to_another_accounts_records_when_imported_then_they_ar
     person, _ = account
     stranger = _other_account(ferry.engine)
     start = datetime(2024, 5, 1, 8, tzinfo=UTC)
-    place = {"id": id_starting("e"), "name": "Theirs", "latitude": 1.0, "longitude": 1.0}
-    place["last_saved"] = start
-    item = {
-        "id": new_id(),
-        "is_visit": False,
-        "start_date": start,
-        "end_date": start + timedelta(hours=1),
-    }
+    place = arc_record(
+        "places",
+        id=id_starting("e"),
+        name="Theirs",
+        latitude=1.0,
+        longitude=1.0,
+        last_saved=start,
+    )
+    item = arc_record(
+        "items", id=new_id(), is_visit=False, start_date=start, end_date=start + timedelta(hours=1)
+    )
     theirs = Timeline(places=[place], items=[item])
     insert_timeline(settings.database_url, stranger.id, theirs)
     stranger_before = load_account(settings.database_url, stranger.id)
-    visit: dict[str, Any] = {
-        "id": new_id(),
-        "is_visit": True,
-        "start_date": start + timedelta(hours=1),
-        "end_date": start + timedelta(hours=2),
-        "previous_item_id": item["id"],
-        "place_id": place["id"],
-    }
-    sample: dict[str, Any] = {"id": new_id(), "date": start, "timeline_item_id": item["id"]}
+    # A confirmed place: losing it takes the confirmation with it (the Arc apps' rules).
+    visit = arc_record(
+        "items",
+        id=new_id(),
+        is_visit=True,
+        start_date=start + timedelta(hours=1),
+        end_date=start + timedelta(hours=2),
+        previous_item_id=item["id"],
+        place_id=place["id"],
+        confirmed_place=True,
+        uncertain_place=False,
+    )
+    sample = arc_record("samples", id=new_id(), date=start, timeline_item_id=item["id"])
     mine = Timeline(items=[visit], samples=[sample])
     archive = arc_archive(mine)
     path = archive.write(tmp_path / "strangers.zip")
@@ -624,7 +651,13 @@ def test_given_references_to_another_accounts_records_when_imported_then_they_ar
 
     assert done.status == "succeeded", done.error
     nulled = [
-        Planted("items", visit["id"], ("previous_item_id", "place_id"), ""),
+        Planted(
+            "items",
+            visit["id"],
+            ("previous_item_id", "place_id"),
+            "",
+            also=(("confirmed_place", False), ("uncertain_place", True)),
+        ),
         Planted("samples", sample["id"], ("timeline_item_id",), ""),
     ]
     assert_rows_match(
@@ -922,3 +955,48 @@ def test_given_a_report_with_duplicates_when_confirmed_then_apply_uses_staging_a
     assert prepared == []
     assert done.result is not None
     assert done.result["kept_existing"] == {"places": 0, "items": 0, "samples": 0}
+
+
+def test_given_copies_of_records_when_imported_then_the_newest_lands_and_each_copy_is_a_warning(
+    ferry: InProcess, settings: Settings, account: tuple[Account, str], tmp_path: Path
+) -> None:
+    """SPEC 4: several copies of one id keep the newest by lastSaved, with a warning; an
+    identical copy is a warning too; only equally new, different copies are errors."""
+    person, _ = account
+    timeline = arc_timeline(seed=41)
+    archive = arc_archive(timeline, style=Style(dates="iso", uuid_case="upper"))
+    sample = timeline.samples[3]
+    [(path, index)] = archive.where("samples", sample["id"])
+    identical = archive.add("samples/2024-W52.json.gz", dict(archive.files[path][index]))
+    place = timeline.places[1]
+    [(place_file, place_index)] = archive.where("places", place["id"])
+    old_copy = dict(archive.files[place_file][place_index])
+    newer = dict(old_copy, name="Renamed later", lastSaved="2025-06-01T00:00:00Z")
+    newer_at = archive.add(place_file, newer)  # later in the file, and newer
+    item = timeline.items[2]
+    [(item_file, item_index)] = archive.where("items", item["id"])
+    stale = copy.deepcopy(archive.files[item_file][item_index])
+    stale["base"]["lastSaved"] = "2000-01-01T00:00:00Z"
+    stale["base"]["endDate"] = stale["base"]["startDate"]
+    stale_at = archive.add("items/2021-01.json", stale)  # an older copy, in another month
+    path_zip = archive.write(tmp_path / "copies.zip")
+
+    done = ferry.import_archive(person.id, path_zip, confirm=True)
+
+    assert done.status == "succeeded", done.error
+    place.update(name="Renamed later", last_saved=datetime(2025, 6, 1, tzinfo=UTC))
+    assert_rows_match(expected_rows(timeline), load_account(settings.database_url, person.id))
+    preview = done.preview
+    assert preview is not None and preview["error_count"] == 0
+    listed = {(w["file"], w["index"]): w["reason"] for w in preview["warnings"]}
+    assert set(listed) == {identical, (place_file, place_index), stale_at}
+    assert "same record" in listed[identical]
+    assert "older copy" in listed[(place_file, place_index)]
+    assert f"{newer_at[0]} at index {newer_at[1]}" in listed[(place_file, place_index)]
+    assert "older copy" in listed[stale_at]
+    assert {k: preview["counts"][k]["older_copies"] for k in KINDS} == {
+        "places": 1,
+        "items": 1,
+        "samples": 1,
+    }
+    assert done.result is not None and done.result["written"] == timeline.counts()

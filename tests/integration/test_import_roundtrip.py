@@ -23,6 +23,8 @@ from shared.settings import Settings
 from shared.store.accounts import Account, create_account
 from shared.store.seed import seed_timeline
 from tests.arc_fixtures import (
+    ACTIVITY_TYPES,
+    ALWAYS,
     BASE,
     COLUMNS,
     KINDS,
@@ -177,6 +179,9 @@ _BOUNDED = {
     "longitude": st.floats(-180, 180),
     "moving_state": st.integers(-1, 1),
     "recording_state": st.integers(0, 5),
+    "classified_activity_type": st.sampled_from(ACTIVITY_TYPES),
+    "confirmed_activity_type": st.sampled_from(ACTIVITY_TYPES),
+    "custom_title": _TEXT.filter(bool),
 }
 _SET_ELSEWHERE = {"id", "is_visit", "start_date", "end_date", "date"}
 _REFERENCES = {"previous_item_id", "next_item_id", "place_id", "timeline_item_id"}
@@ -195,6 +200,22 @@ def _fields(
     return out
 
 
+def _keep_the_apps_rules(item: dict[str, Any]) -> None:
+    """Flags and coordinates as the Arc apps' CHECK rules allow (Ferry holds no others)."""
+    if item["is_visit"]:
+        if item["place_id"] is None:
+            item["confirmed_place"], item["uncertain_place"] = False, True
+        elif item["confirmed_place"]:
+            item["uncertain_place"] = False
+        lat, lon = item["latitude"], item["longitude"]
+        if (lat is None) != (lon is None) or (lat == 0 and lon == 0):
+            item["latitude"] = item["longitude"] = None
+    elif item["confirmed_activity_type"] is not None:
+        item["uncertain_activity_type"] = False
+    elif item["classified_activity_type"] is None:
+        item["uncertain_activity_type"] = True
+
+
 @st.composite
 def timelines(draw: st.DrawFn) -> Timeline:
     """A valid timeline: references resolve inside it, end >= start, values in range."""
@@ -207,13 +228,15 @@ def timelines(draw: st.DrawFn) -> Timeline:
     )
     timeline = Timeline()
     for place_id in place_ids:
-        place = _fields(draw, PLACE, {"latitude", "longitude", "last_saved"})
+        place = _fields(draw, PLACE, ALWAYS["places"])
         place["name"] = draw(_TEXT.filter(bool))
         timeline.places.append({"id": place_id, **place})
     for item_id in item_ids:
         is_visit = draw(st.booleans())
         detail = VISIT if is_visit else TRIP
-        item = _fields(draw, BASE + detail, set())
+        item = _fields(
+            draw, BASE + detail, ALWAYS["base"] | ALWAYS["visit" if is_visit else "trip"]
+        )
         start = draw(_MOMENT)
         length = draw(st.sampled_from((0, 59.999999, 60, 119, 120)) | st.floats(0, 10**6))
         others = [i for i in item_ids if i != item_id]
@@ -230,12 +253,15 @@ def timelines(draw: st.DrawFn) -> Timeline:
         )
         if is_visit:
             item["place_id"] = draw(st.none() | st.sampled_from(place_ids)) if place_ids else None
+        _keep_the_apps_rules(item)
         timeline.items.append(item)
     for sample_id in sample_ids:
-        sample = _fields(draw, SAMPLE, set())
+        sample = _fields(draw, SAMPLE, ALWAYS["samples"])
         sample.update(id=sample_id, date=draw(_MOMENT))
-        if item_ids:
-            sample["timeline_item_id"] = draw(st.none() | st.sampled_from(item_ids))
+        # The Arc apps keep no sample on a deleted item (and Ferry's import unlinks one).
+        alive = [i["id"] for i in timeline.items if not i["deleted"]]
+        if alive:
+            sample["timeline_item_id"] = draw(st.none() | st.sampled_from(alive))
         timeline.samples.append(sample)
     for kind in KINDS:
         for record in timeline.of(kind):

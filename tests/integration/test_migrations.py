@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -11,6 +13,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from psycopg.rows import dict_row
 from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import make_url
 
@@ -96,3 +99,131 @@ def test_given_the_migrations_when_listed_then_they_form_one_line_with_one_head(
     finally:
         engine.dispose()
     assert current == tuple(scripts.get_heads())
+
+
+# --- 0004: what the Arc apps require ------------------------------------------------------
+
+
+def _rows(conn: psycopg.Connection, sql: str, *params: Any) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(sql, params)
+        return list(cursor)
+
+
+def test_given_rows_the_arc_apps_would_refuse_when_migrated_to_0004_then_they_are_repaired(
+    database_url: str,
+) -> None:
+    """A deployment's data from before 0004 (nulls, `ferry seed`'s activity type 7, flags
+    that break the apps' rules) is repaired the way the apps would, then constrained."""
+    config = alembic_config(database_url)
+    command.downgrade(config, "0003")
+    engine = make_engine(database_url)
+    person = create_account(engine, "before-0004")
+    engine.dispose()
+    place, gone = str(uuid.uuid4()), str(uuid.uuid4())
+    visits = [str(uuid.uuid4()) for _ in range(4)]
+    trips = [str(uuid.uuid4()) for _ in range(3)]
+    samples = [str(uuid.uuid4()) for _ in range(2)]
+    saved = datetime(2024, 5, 1, tzinfo=UTC)
+    with psycopg.connect(libpq_dsn(database_url)) as conn:
+        conn.execute(
+            "INSERT INTO places (account_id, id, name, latitude, longitude, last_saved,"
+            " radius_mean) VALUES (%s, %s, 'Home', 1, 2, %s, 'NaN')",
+            (person.id, place, saved),
+        )
+        items = (
+            # visits: confirmed without a place; uncertain and confirmed; one coordinate;
+            # (0, 0) and an empty title
+            (visits[0], True, None, True, False, 1.0, 2.0, None, None, None),
+            (visits[1], True, place, True, True, 1.0, 2.0, None, None, None),
+            (visits[2], True, None, None, False, 1.0, None, None, None, None),
+            (visits[3], True, place, False, False, 0.0, 0.0, None, None, None),
+            # trips: type 7 and not uncertain; uncertain with a confirmed type; nothing
+            (trips[0], False, None, None, None, None, None, 7, None, False),
+            (trips[1], False, None, None, None, None, None, 2, 5, True),
+            (trips[2], False, None, None, None, None, None, None, None, None),
+        )
+        for item_id, is_visit, place_id, confirmed, uncertain, lat, lon, cls, conf, unc in items:
+            conn.execute(
+                "INSERT INTO timeline_items (account_id, id, is_visit, start_date, end_date,"
+                " last_saved, place_id, confirmed_place, uncertain_place, latitude, longitude,"
+                " classified_activity_type, confirmed_activity_type, uncertain_activity_type,"
+                " custom_title) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                " %s, %s)",
+                (person.id, item_id, is_visit, saved, saved, saved if is_visit else None,
+                 place_id, confirmed, uncertain, lat, lon, cls, conf, unc,
+                 "" if item_id == visits[3] else None),
+            )  # fmt: skip
+        conn.execute(
+            "INSERT INTO timeline_items (account_id, id, is_visit, start_date, end_date,"
+            " deleted, distance, speed, uncertain_activity_type)"
+            " VALUES (%s, %s, false, %s, %s, true, 1, 1, true)",
+            (person.id, gone, saved, saved),
+        )
+        conn.execute(
+            "INSERT INTO samples (account_id, id, date, classified_activity_type,"
+            " confirmed_activity_type, timeline_item_id) VALUES (%s, %s, %s, 7, 2, %s),"
+            " (%s, %s, %s, 4, NULL, %s)",
+            (person.id, samples[0], saved, gone, person.id, samples[1], saved, trips[1]),
+        )
+        conn.commit()
+
+    command.upgrade(config, "head")
+
+    with psycopg.connect(libpq_dsn(database_url)) as conn:
+        [home] = _rows(conn, "SELECT * FROM places WHERE id = %s", place)
+        assert (home["radius_mean"], home["radius_sd"], home["is_stale"]) == (60.0, 0.0, True)
+        assert (home["visit_count"], home["visit_days"], home["source"]) == (0, 0, "LocoKit2")
+        assert home["foursquare_category_v2_id"] is None
+        found = {
+            str(r["id"]): r
+            for r in _rows(conn, "SELECT * FROM timeline_items WHERE account_id = %s", person.id)
+        }
+        for row in found.values():
+            assert (row["source"], row["source_version"]) == ("LocoKit2", "9.0.0")
+            assert (row["disabled"], row["locked"], row["samples_changed"]) == (False, False, False)
+            assert row["last_saved"] is not None
+            assert (
+                row["visit_last_saved" if row["is_visit"] else "trip_last_saved"]
+                == (row["last_saved"])
+            )
+        flags = [(found[v]["confirmed_place"], found[v]["uncertain_place"]) for v in visits]
+        assert flags == [(False, True), (True, False), (False, True), (False, False)]
+        assert (found[visits[0]]["radius_mean"], found[visits[0]]["radius_sd"]) == (50.0, 10.0)
+        assert (found[visits[2]]["latitude"], found[visits[2]]["longitude"]) == (None, None)
+        assert (found[visits[3]]["latitude"], found[visits[3]]["custom_title"]) == (None, None)
+        types = [
+            (
+                found[t]["classified_activity_type"],
+                found[t]["confirmed_activity_type"],
+                found[t]["uncertain_activity_type"],
+            )
+            for t in trips
+        ]
+        assert types == [(None, None, True), (2, 5, False), (None, None, True)]
+        assert (found[trips[2]]["distance"], found[trips[2]]["speed"]) == (0.0, 0.0)
+        by_id = {
+            str(r["id"]): r
+            for r in _rows(conn, "SELECT * FROM samples WHERE account_id = %s", person.id)
+        }
+        first, second = by_id[samples[0]], by_id[samples[1]]
+        assert (first["classified_activity_type"], first["confirmed_activity_type"]) == (None, 2)
+        assert first["timeline_item_id"] is None  # the apps keep no sample on a deleted item
+        assert str(second["timeline_item_id"]) == trips[1]
+        assert (first["source"], first["moving_state"], first["recording_state"]) == (
+            "LocoKit2",
+            -1,
+            0,
+        )
+        # From now on the database refuses what the apps would.
+        for statement in (
+            "UPDATE samples SET classified_activity_type = 7",
+            "UPDATE timeline_items SET uncertain_place = false, place_id = NULL WHERE is_visit",
+            "UPDATE timeline_items SET uncertain_activity_type = true, confirmed_activity_type"
+            " = 3 WHERE NOT is_visit",
+            "UPDATE places SET radius_sd = NULL",
+            "UPDATE timeline_items SET trip_last_saved = NULL WHERE NOT is_visit",
+        ):
+            with pytest.raises(psycopg.errors.IntegrityError):
+                conn.execute(statement)
+            conn.rollback()

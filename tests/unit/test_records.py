@@ -19,7 +19,11 @@ from shared.archive.records import (
     encode_item,
     encode_place,
     encode_sample,
+    unknown_keys,
 )
+from shared.archive.records import item_row as decode_item_row
+from shared.archive.records import place_row as decode_place_row
+from shared.archive.records import sample_row as decode_sample_row
 from shared.fields import (
     ITEM_BASE_FIELDS,
     ITEM_COLUMNS,
@@ -45,7 +49,13 @@ def _json_trip(obj: Any) -> Any:
 
 
 def _fields(problems: list[Problem]) -> set[str]:
-    return {p.field for p in problems}
+    """The fields named by the problems that refuse the record (not the warnings)."""
+    return {p.field for p in problems if not p.warning}
+
+
+def _warned(problems: list[Problem]) -> set[str]:
+    """The fields named by warnings (what an import changed, e.g. a default it took)."""
+    return {p.field for p in problems if p.warning}
 
 
 def place_row(**changes: Any) -> dict[str, Any]:
@@ -59,10 +69,14 @@ def place_row(**changes: Any) -> dict[str, Any]:
         latitude=38.7223,
         longitude=-9.1393,
         radius_mean=25.5,
+        radius_sd=4.25,
         is_stale=False,
         visit_count=42,
+        visit_days=12,
         last_visit_date=datetime(2024, 4, 30, 18, 0, tzinfo=UTC),
         foursquare_category_id=4,
+        foursquare_category_v2_id="4bf58dd8d48988d116941735",
+        source="LocoKit2",
         last_saved=SAVED,
     )
     row.update(changes)
@@ -77,18 +91,23 @@ def visit_row(**changes: Any) -> dict[str, Any]:
         start_date=datetime(2024, 5, 1, 8, 0, tzinfo=UTC),
         end_date=datetime(2024, 5, 1, 9, 30, tzinfo=UTC),
         source="LocoKit2",
+        source_version="9.1.0",
         disabled=False,
         deleted=False,
         locked=False,
+        samples_changed=True,
         last_saved=SAVED,
         next_item_id=OTHER_ID,
         step_count=120,
         latitude=38.7,
         longitude=-9.1,
         radius_mean=30.0,
+        radius_sd=5.0,
         place_id=PLACE_ID,
         confirmed_place=True,
+        uncertain_place=False,
         custom_title="Office",
+        visit_last_saved=SAVED - timedelta(minutes=5),
     )
     row.update(changes)
     return row
@@ -102,9 +121,11 @@ def trip_row(**changes: Any) -> dict[str, Any]:
         start_date=datetime(2024, 5, 1, 9, 30, tzinfo=UTC),
         end_date=datetime(2024, 5, 1, 9, 45, tzinfo=UTC),
         source="LocoKit2",
+        source_version="9.1.0",
         disabled=False,
         deleted=True,
         locked=False,
+        samples_changed=False,
         last_saved=SAVED,
         previous_item_id=ITEM_ID,
         distance=1520.5,
@@ -112,6 +133,7 @@ def trip_row(**changes: Any) -> dict[str, Any]:
         classified_activity_type=2,
         confirmed_activity_type=3,
         uncertain_activity_type=False,
+        trip_last_saved=SAVED + timedelta(seconds=1),
     )
     row.update(changes)
     return row
@@ -123,9 +145,12 @@ def sample_row(**changes: Any) -> dict[str, Any]:
         id="11111111-2222-4333-8444-555555555555",
         date=datetime(2024, 5, 1, 8, 15, 3, 500000, tzinfo=UTC),
         seconds_from_gmt=3600,
+        source="LocoKit2",
+        source_version="9.1.0",
         moving_state=-1,
         recording_state=5,
         disabled=False,
+        last_saved=SAVED,
         timeline_item_id=ITEM_ID,
         latitude=-33.8688,
         longitude=151.2093,
@@ -148,20 +173,21 @@ def test_the_archive_keys_are_the_ones_spec_4_lists() -> None:
         "latitude", "longitude", "radiusMean", "radiusSD", "isStale", "visitCount",
         "visitDays", "lastVisitDate", "mapboxPlaceId", "mapboxCategory", "mapboxMakiIcon",
         "googlePlaceId", "googlePrimaryType", "foursquarePlaceId", "foursquareCategoryId",
-        "userCategory", "source", "lastSaved",
+        "foursquareCategoryV2Id", "userCategory", "source", "lastSaved",
     ]  # fmt: skip
     assert [f.key for f in ITEM_BASE_FIELDS] == [
         "id", "isVisit", "startDate", "endDate", "source", "sourceVersion", "disabled",
-        "deleted", "locked", "lastSaved", "previousItemId", "nextItemId", "stepCount",
+        "deleted", "locked", "samplesChanged", "lastSaved", "previousItemId", "nextItemId",
+        "stepCount",
         "floorsAscended", "floorsDescended", "averageAltitude", "activeEnergyBurned",
         "averageHeartRate", "maxHeartRate",
     ]  # fmt: skip
-    assert {f.key for f in VISIT_FIELDS} | {"itemId", "lastSaved"} == {
+    assert {f.key for f in VISIT_FIELDS} | {"itemId"} == {
         "itemId", "latitude", "longitude", "radiusMean", "radiusSD", "placeId",
         "confirmedPlace", "uncertainPlace", "customTitle", "streetAddress", "locality",
         "countryCode", "lastSaved",
     }  # fmt: skip
-    assert {f.key for f in TRIP_FIELDS} | {"itemId", "lastSaved"} == {
+    assert {f.key for f in TRIP_FIELDS} | {"itemId"} == {
         "itemId", "distance", "speed", "classifiedActivityType", "confirmedActivityType",
         "uncertainActivityType", "lastSaved",
     }  # fmt: skip
@@ -190,10 +216,14 @@ def test_given_a_place_row_when_encoded_then_keys_are_camel_case_and_nulls_are_o
         "latitude": 38.7223,
         "longitude": -9.1393,
         "radiusMean": 25.5,
+        "radiusSD": 4.25,
         "isStale": False,
         "visitCount": 42,
+        "visitDays": 12,
         "lastVisitDate": "2024-04-30T18:00:00Z",
         "foursquareCategoryId": 4,
+        "foursquareCategoryV2Id": "4bf58dd8d48988d116941735",
+        "source": "LocoKit2",
         "lastSaved": "2024-05-01T12:00:00.25Z",
     }
     assert None not in encoded.values()
@@ -207,7 +237,8 @@ def test_given_a_uuid_object_when_encoded_then_it_is_written_upper_case() -> Non
 
 
 def test_given_a_visit_row_when_encoded_then_it_is_base_plus_visit_with_item_id() -> None:
-    """A visit is `{"base", "visit"}`; the visit part repeats the id and lastSaved."""
+    """A visit is `{"base", "visit"}`; the visit part repeats the id and has its own
+    lastSaved (kept apart from the base's)."""
     encoded = encode_item(visit_row())
 
     assert set(encoded) == {"base", "visit"}
@@ -217,9 +248,11 @@ def test_given_a_visit_row_when_encoded_then_it_is_base_plus_visit_with_item_id(
         "startDate": "2024-05-01T08:00:00Z",
         "endDate": "2024-05-01T09:30:00Z",
         "source": "LocoKit2",
+        "sourceVersion": "9.1.0",
         "disabled": False,
         "deleted": False,
         "locked": False,
+        "samplesChanged": True,
         "lastSaved": "2024-05-01T12:00:00.25Z",
         "nextItemId": OTHER_ID.upper(),
         "stepCount": 120,
@@ -229,10 +262,12 @@ def test_given_a_visit_row_when_encoded_then_it_is_base_plus_visit_with_item_id(
         "latitude": 38.7,
         "longitude": -9.1,
         "radiusMean": 30.0,
+        "radiusSD": 5.0,
         "placeId": PLACE_ID.upper(),
         "confirmedPlace": True,
+        "uncertainPlace": False,
         "customTitle": "Office",
-        "lastSaved": "2024-05-01T12:00:00.25Z",
+        "lastSaved": "2024-05-01T11:55:00.25Z",
     }
 
 
@@ -251,7 +286,7 @@ def test_given_a_trip_row_when_encoded_then_it_is_base_plus_trip_without_visit_f
         "classifiedActivityType": 2,
         "confirmedActivityType": 3,
         "uncertainActivityType": False,
-        "lastSaved": "2024-05-01T12:00:00.25Z",
+        "lastSaved": "2024-05-01T12:00:01.25Z",
     }
 
 
@@ -263,9 +298,12 @@ def test_given_a_sample_row_when_encoded_then_nulls_are_omitted_and_ids_upper_ca
         "id": "11111111-2222-4333-8444-555555555555",
         "date": "2024-05-01T08:15:03.5Z",
         "secondsFromGMT": 3600,
+        "source": "LocoKit2",
+        "sourceVersion": "9.1.0",
         "movingState": -1,
         "recordingState": 5,
         "disabled": False,
+        "lastSaved": "2024-05-01T12:00:00.25Z",
         "timelineItemId": ITEM_ID.upper(),
         "latitude": -33.8688,
         "longitude": 151.2093,
@@ -321,7 +359,7 @@ def test_given_ids_in_upper_or_lower_case_when_decoded_then_they_are_accepted_an
         }
     )
 
-    assert problems == []
+    assert _fields(problems) == set()  # the keys it lacks take defaults, with warnings
     assert upper["id"] == lower["id"]
     assert mixed["id"] == ITEM_ID.lower()
     assert mixed["next_item_id"] == OTHER_ID.lower()
@@ -353,7 +391,7 @@ def test_given_numeric_dates_when_decoded_then_apple_and_unix_seconds_are_accept
         }
     )
 
-    assert problems == []
+    assert _fields(problems) == set()
     assert decoded["start_date"] == datetime(2023, 3, 8, 20, 26, 40, tzinfo=UTC)
     assert decoded["end_date"] == datetime(2023, 3, 8, 20, 27, 40, 500000, tzinfo=UTC)
     assert decoded["last_saved"] == datetime(2001, 1, 1, tzinfo=UTC)
@@ -380,7 +418,7 @@ def test_given_a_date_string_in_any_form_the_date_parser_accepts_when_decoded_th
     expected = datetime(2024, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)
     assert parse_iso(text) == expected
 
-    decoded, problems = decode_sample({"id": ITEM_ID, "date": text})
+    decoded, problems = decode_sample({**encode_sample(sample_row()), "date": text})
 
     assert problems == []
     assert decoded["date"] == expected
@@ -390,7 +428,7 @@ def test_given_a_pretty_printed_archive_object_when_decoded_then_values_are_read
     """Integral floats (1.0) count as integers and integers as floats."""
     decoded, problems = decode_sample(
         {
-            "id": ITEM_ID,
+            **encode_sample(sample_row()),
             "date": "2024-01-01T00:00:00+02:00",
             "recordingState": 2.0,
             "latitude": 51,
@@ -404,16 +442,30 @@ def test_given_a_pretty_printed_archive_object_when_decoded_then_values_are_read
     assert decoded["date"] == datetime(2023, 12, 31, 22, 0, tzinfo=UTC)
 
 
-def test_given_a_visit_item_without_a_visit_part_when_decoded_then_visit_columns_are_null() -> None:
-    """A visit whose detail object is absent still decodes, with its visit columns null."""
+def test_given_a_visit_item_without_a_visit_part_when_decoded_then_it_takes_the_apps_defaults() -> (
+    None
+):
+    """A visit whose detail object is absent still decodes: the values the Arc apps need
+    take their defaults (each a warning), the visit's lastSaved is the item's, and a
+    visit without a place is uncertain and not confirmed."""
     obj = encode_item(visit_row())
     del obj["visit"]
 
     decoded, problems = decode_item(obj)
 
-    assert problems == []
+    assert _fields(problems) == set()
+    assert _warned(problems) == {
+        "visit.radiusMean",
+        "visit.radiusSD",
+        "visit.confirmedPlace",
+        "visit.uncertainPlace",
+        "visit.lastSaved",
+    }
     assert set(decoded) == set(ITEM_COLUMNS)
     assert decoded["place_id"] is None
+    assert (decoded["confirmed_place"], decoded["uncertain_place"]) == (False, True)
+    assert (decoded["radius_mean"], decoded["radius_sd"]) == (50.0, 10.0)
+    assert decoded["visit_last_saved"] == SAVED
     assert decoded["distance"] is None
 
 
@@ -432,7 +484,10 @@ def test_given_a_place_without_id_when_decoded_then_the_missing_id_is_reported()
 
 def test_given_a_sample_without_id_or_date_when_decoded_then_each_is_reported() -> None:
     """Every required field missing is named."""
-    _, problems = decode_sample({"latitude": 1.0})
+    obj = encode_sample(sample_row())
+    del obj["id"], obj["date"]
+
+    _, problems = decode_sample(obj)
 
     assert _fields(problems) == {"id", "date"}
 
@@ -652,11 +707,11 @@ def test_given_a_detail_part_that_is_not_an_object_when_decoded_then_it_is_repor
 def test_given_several_problems_when_decoded_then_every_one_is_listed() -> None:
     """The validation report lists each field (SPEC 11), not only the first."""
     obj = {**encode_place(place_row()), "name": "", "latitude": 95, "visitCount": "x"}
-    del obj["lastSaved"]
+    del obj["id"]
 
     _, problems = decode_place(obj)
 
-    assert _fields(problems) == {"name", "latitude", "visitCount", "lastSaved"}
+    assert _fields(problems) == {"name", "latitude", "visitCount", "id"}
 
 
 # --- properties -----------------------------------------------------------------------
@@ -694,11 +749,14 @@ def _field_strategy(field: Any) -> st.SearchStrategy[Any]:
         base = _lon
     elif field.minimum is not None and field.maximum is not None:
         base = st.integers(int(field.minimum), int(field.maximum))
-    elif field.nonempty:
+    elif field.choices is not None:
+        base = st.sampled_from(sorted(field.choices))
+    elif field.nonempty or field.key == "customTitle":
         base = _text.filter(bool)
     else:
         base = _STRATEGIES[field.kind.value]
-    return base if field.required else _maybe(base)
+    # What the Arc apps require is always there (Ferry's columns are NOT NULL for it).
+    return base if field.always else _maybe(base)
 
 
 def _row(fields: tuple[Any, ...]) -> st.SearchStrategy[dict[str, Any]]:
@@ -713,6 +771,20 @@ def _item_rows(draw: st.DrawFn) -> dict[str, Any]:
     )
     detail = VISIT_FIELDS if row["is_visit"] else TRIP_FIELDS
     row.update(draw(_row(detail)))
+    # Rows Ferry can hold keep the Arc apps' rules (CHECK constraints of timeline_items).
+    if row["is_visit"]:
+        if row["place_id"] is None:
+            row["confirmed_place"], row["uncertain_place"] = False, True
+        elif row["confirmed_place"]:
+            row["uncertain_place"] = False
+        if (row["latitude"] is None) != (row["longitude"] is None) or (
+            row["latitude"] == 0 and row["longitude"] == 0
+        ):
+            row["latitude"] = row["longitude"] = None
+    elif row["confirmed_activity_type"] is not None:
+        row["uncertain_activity_type"] = False
+    elif row["classified_activity_type"] is None:
+        row["uncertain_activity_type"] = True
     for column in ITEM_COLUMNS:
         row.setdefault(column, None)
     return row
@@ -752,3 +824,189 @@ def test_property_sample_rows_survive_encode_json_decode(row: dict[str, Any]) ->
     assert problems == []
     assert None not in encoded.values()
     assert decoded == row
+
+
+# --- what the Arc apps require (LocoKit2 at 68c0a86) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encode", "decode", "row", "key", "column", "default"),
+    [
+        (encode_place, decode_place, place_row, "radiusMean", "radius_mean", 60.0),
+        (encode_place, decode_place, place_row, "radiusSD", "radius_sd", 0.0),
+        (encode_place, decode_place, place_row, "isStale", "is_stale", True),
+        (encode_place, decode_place, place_row, "visitCount", "visit_count", 0),
+        (encode_place, decode_place, place_row, "source", "source", "LocoKit2"),
+        (encode_sample, decode_sample, sample_row, "source", "source", "LocoKit2"),
+        (encode_sample, decode_sample, sample_row, "sourceVersion", "source_version", "9.0.0"),
+        (encode_sample, decode_sample, sample_row, "movingState", "moving_state", -1),
+        (encode_sample, decode_sample, sample_row, "recordingState", "recording_state", 0),
+        (encode_sample, decode_sample, sample_row, "disabled", "disabled", False),
+    ],
+)
+def test_given_a_key_the_apps_require_missing_or_null_when_decoded_then_it_takes_their_default(
+    *, encode: Any, decode: Any, row: Any, key: str, column: str, default: Any
+) -> None:
+    """The Swift property's default (or, where it has none, the value the apps' importer
+    of old data uses), with a warning naming the key; the record is not refused."""
+    for obj in ({k: v for k, v in encode(row()).items() if k != key}, {**encode(row()), key: None}):
+        decoded, problems = decode(obj)
+
+        assert _fields(problems) == set()
+        assert _warned(problems) == {key}
+        assert decoded[column] == default and type(decoded[column]) is type(default)
+
+
+@pytest.mark.parametrize(
+    ("part", "key", "column", "default"),
+    [
+        ("base", "source", "source", "LocoKit2"),
+        ("base", "sourceVersion", "source_version", "9.0.0"),
+        ("base", "disabled", "disabled", False),
+        ("base", "deleted", "deleted", False),
+        ("base", "locked", "locked", False),
+        ("base", "samplesChanged", "samples_changed", False),
+        ("trip", "distance", "distance", 0.0),
+        ("trip", "speed", "speed", 0.0),
+    ],
+)
+def test_given_an_item_key_the_apps_require_missing_when_decoded_then_it_takes_their_default(
+    part: str, key: str, column: str, default: Any
+) -> None:
+    obj = encode_item(trip_row())
+    del obj[part][key]
+
+    decoded, problems = decode_item(obj)
+
+    assert _fields(problems) == set()
+    assert _warned(problems) == {f"{part}.{key}"}
+    assert decoded[column] == default
+
+
+def test_given_a_missing_last_saved_when_decoded_then_it_is_the_import_time_or_the_items() -> None:
+    """lastSaved defaults to "now" (Swift's `Date = .now`): the import's time; a visit's or
+    trip's own lastSaved to the item's, which the apps save together."""
+    now = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    place = encode_place(place_row())
+    del place["lastSaved"]
+    item = encode_item(visit_row())
+    del item["visit"]["lastSaved"]
+
+    decoded_place, place_problems = decode_place(place, now)
+    decoded_item, item_problems = decode_item(item, now)
+
+    assert decoded_place["last_saved"] == now and _warned(place_problems) == {"lastSaved"}
+    assert decoded_item["visit_last_saved"] == SAVED
+    assert _warned(item_problems) == {"visit.lastSaved"}
+
+
+@pytest.mark.parametrize("value", [7, 36, 62, -2, 19, 100])
+def test_given_an_activity_type_outside_locokit2s_enum_when_decoded_then_it_is_refused(
+    value: int,
+) -> None:
+    """Only ActivityType's raw values: 7 was never a type (6 is airplane, 20 train)."""
+    _, sample = decode_sample({**encode_sample(sample_row()), "classifiedActivityType": value})
+    trip = encode_item(trip_row())
+    trip["trip"]["confirmedActivityType"] = value
+    _, item = decode_item(trip)
+
+    assert _fields(sample) == {"classifiedActivityType"}
+    assert _fields(item) == {"trip.confirmedActivityType"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "fixed", "warned"),
+    [
+        (
+            {"placeId": None, "confirmedPlace": True, "uncertainPlace": False},
+            {"place_id": None, "confirmed_place": False, "uncertain_place": True},
+            {"visit.confirmedPlace", "visit.uncertainPlace"},
+        ),
+        (
+            {"confirmedPlace": True, "uncertainPlace": True},
+            {"confirmed_place": True, "uncertain_place": False},
+            {"visit.uncertainPlace"},
+        ),
+        (
+            {"placeId": None, "confirmedPlace": False, "uncertainPlace": False},
+            {"confirmed_place": False, "uncertain_place": True},
+            {"visit.uncertainPlace"},
+        ),
+        ({"latitude": 0, "longitude": 0}, {"latitude": None, "longitude": None}, None),
+        ({"longitude": None}, {"latitude": None, "longitude": None}, None),
+        ({"customTitle": ""}, {"custom_title": None}, {"visit.customTitle"}),
+    ],
+)
+def test_given_a_visit_breaking_the_apps_rules_when_decoded_then_it_is_set_right_with_a_warning(
+    changes: dict[str, Any], fixed: dict[str, Any], warned: set[str] | None
+) -> None:
+    """The apps drop such a visit without a word; Ferry sets it right as their own code
+    does (clearPlace, setUncertainty, their null-island migration) and says so."""
+    obj = encode_item(visit_row())
+    for key, value in changes.items():
+        if value is None:
+            obj["visit"].pop(key, None)
+        else:
+            obj["visit"][key] = value
+
+    decoded, problems = decode_item(obj)
+
+    assert _fields(problems) == set()
+    assert _warned(problems) == (warned or {"visit.latitude/longitude"})
+    assert {column: decoded[column] for column in fixed} == fixed
+
+
+@pytest.mark.parametrize(
+    ("changes", "uncertain"),
+    [
+        ({"uncertainActivityType": True}, False),  # a confirmed type is certain
+        (
+            {"uncertainActivityType": False, "classifiedActivityType": None,
+             "confirmedActivityType": None},
+            True,
+        ),  # no type at all: uncertain
+    ],
+)  # fmt: skip
+def test_given_a_trip_breaking_the_apps_rules_when_decoded_then_it_is_set_right_with_a_warning(
+    changes: dict[str, Any], uncertain: bool
+) -> None:
+    obj = encode_item(trip_row())
+    for key, value in changes.items():
+        if value is None:
+            obj["trip"].pop(key)
+        else:
+            obj["trip"][key] = value
+
+    decoded, problems = decode_item(obj)
+
+    assert _fields(problems) == set()
+    assert _warned(problems) == {"trip.uncertainActivityType"}
+    assert decoded["uncertain_activity_type"] is uncertain
+
+
+def test_given_a_part_naming_another_item_when_decoded_then_it_is_refused() -> None:
+    """`visit.itemId` is the base's id (the apps' foreign key); another id is an error."""
+    obj = encode_item(visit_row())
+    obj["visit"]["itemId"] = OTHER_ID
+
+    _, problems = decode_item(obj)
+
+    assert _fields(problems) == {"visit.itemId"}
+
+
+def test_given_keys_ferry_has_no_column_for_when_decoded_then_they_are_counted() -> None:
+    """The third value of the importer's decoders counts them, cheaply; `unknown_keys`
+    names them."""
+    place = {**encode_place(place_row()), "rtreeId": 4, "category": "cafe"}
+    item = encode_item(trip_row())
+    item["base"]["futureFlag"] = True
+    item["trip"]["arcOnly"] = 1
+    item["place"] = {}
+    sample = {**encode_sample(sample_row()), "rtreeId": None, "heartRate": None}
+
+    assert decode_place_row(place)[2] == 2
+    assert decode_item_row(item)[2] == 3
+    assert decode_sample_row(sample)[2] == 1  # a known key that is null is not counted
+    assert decode_item_row(encode_item(visit_row()))[2] == 0
+    assert unknown_keys("items", item) == ["place", "base.futureFlag", "trip.arcOnly"]
+    assert unknown_keys("places", place) == ["rtreeId", "category"]
