@@ -7,18 +7,36 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
+from web import schemas
+from web.contract import Reply, operation
+
 blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/healthz")
+@operation(
+    "healthz",
+    tags=("health",),
+    auth=None,
+    replies={200: Reply("the process answers", schemas.Liveness)},
+)
 def healthz() -> Any:
-    """The process answers."""
+    """Liveness: the process answers (it touches neither the database nor Redis)."""
     return jsonify(status="ok")
 
 
 @blueprint.get("/readyz")
+@operation(
+    "readyz",
+    tags=("health",),
+    auth=None,
+    replies={
+        200: Reply("the database and Redis answer", schemas.Readiness),
+        503: Reply("the database or Redis does not answer", schemas.Readiness),
+    },
+)
 def readyz() -> Any:
-    """The database and Redis answer."""
+    """Readiness: the database and Redis answer."""
     resources = current_app.extensions["ferry"]
     checks: dict[str, str] = {}
     try:
