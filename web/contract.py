@@ -14,18 +14,17 @@ from functools import wraps
 from typing import Any, Literal, TypeVar, cast
 
 import orjson
-from flask import current_app, request
+from flask import request
 from pydantic import BaseModel, ValidationError
 from werkzeug.datastructures import MultiDict
 
 from shared.errors import BadRequest, ValidationFailed
 from web.auth import authenticate_request
+from web.limits import read_body
 
 F = TypeVar("F", bound=Callable[..., Any])
 Auth = Literal["user", "ops"]
 BodyKind = Literal["json", "multipart"]
-# Largest JSON body any endpoint reads (SPEC 9); only multipart uploads may be larger.
-MAX_JSON_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,14 +67,6 @@ class Operation:
     files: tuple[str, ...]
     replies: Mapping[int, Reply]
     errors: tuple[int, ...]
-
-    @property
-    def max_body_bytes(self) -> int:
-        """The largest request body this route reads."""
-        if self.body_kind == "multipart":
-            # Uploads have their own limit; the multipart framing around the file is small.
-            return int(current_app.extensions["ferry"].settings.max_upload_bytes) + MAX_JSON_BYTES
-        return MAX_JSON_BYTES
 
 
 _ATTRIBUTE = "ferry_operation"
@@ -187,7 +178,7 @@ def _header(header: Header) -> str | None:
 
 
 def _json(model: type[BaseModel], *, required: bool) -> Any:
-    raw = request.get_data(cache=False)
+    raw = read_body()
     if not raw.strip():
         if required:
             raise BadRequest("a JSON body is required", details={"field": "body"})

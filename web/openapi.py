@@ -15,7 +15,8 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel
 
-from web.contract import MAX_JSON_BYTES, Operation, Reply, declared
+from web.contract import Operation, Reply, declared
+from web.limits import MAX_JSON_BYTES
 from web.logs import REQUEST_ID_HEADER
 from web.schemas import ErrorEnvelope
 
