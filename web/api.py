@@ -6,6 +6,7 @@ OpenAPI document at /api/v1/openapi.json is built from those declarations.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,13 @@ def _job_response(job: Job, status: int, *, location: bool = False) -> Response:
     if location:
         response.headers["Location"] = url_for("api.get_job", job_id=job.id)
     return response
+
+
+def _display_name(filename: str) -> str:
+    """An upload's file name as kept on the job: shown, never used as a path, so control
+    characters (which PostgreSQL's jsonb cannot hold, for U+0000) are dropped."""
+    kept = "".join(c for c in filename if unicodedata.category(c) != "Cc")
+    return kept.strip() or "upload"
 
 
 def _filter(query: schemas.RetryFilter | schemas.OpsJobsQuery) -> JobFilter:
@@ -309,7 +317,7 @@ def create_import(body: schemas.ImportForm) -> Response:
     job = service.submit_import(
         principal().account_id,
         received=received,
-        filename=upload.filename or "upload",
+        filename=_display_name(upload.filename or ""),
         params=params,
     )
     adopted(str(received))

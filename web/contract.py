@@ -172,8 +172,12 @@ def _fields(values: MultiDict[str, str]) -> dict[str, str]:
 
 def _header(header: Header) -> str | None:
     value = request.headers.get(header.name) or None
-    if value is not None and header.max_length is not None and len(value) > header.max_length:
+    if value is None:
+        return None
+    if header.max_length is not None and len(value) > header.max_length:
         raise refuse(header.name, f"must be at most {header.max_length} characters")
+    if "\x00" in value:
+        raise refuse(header.name, "must not contain the character U+0000")
     return value
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from web.contract import Operation, Reply, declared
 from web.limits import MAX_JSON_BYTES
 from web.logs import REQUEST_ID_HEADER
-from web.schemas import ErrorEnvelope
+from web.schemas import NO_NUL, ErrorEnvelope
 
 OPENAPI_VERSION = "3.1.0"
 _REF = "#/components/schemas/{model}"
@@ -186,7 +186,7 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
 def _headers(found: Operation) -> list[dict[str, Any]]:
     parameters = []
     for header in found.headers:
-        schema: dict[str, Any] = {"type": "string"}
+        schema: dict[str, Any] = {"type": "string", "pattern": NO_NUL}
         if header.max_length is not None:
             schema["maxLength"] = header.max_length
         parameters.append(

@@ -77,7 +77,7 @@ assert set(ErrorCode.__args__) == set(ERROR_CODES)  # type: ignore[attr-defined]
 def _iso(value: str) -> str:
     try:
         parse_iso(value)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise ValueError("must be an ISO 8601 date, like 2024-01-31T00:00:00Z") from None
     return value
 
@@ -89,6 +89,17 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL text and jsonb cannot hold U+0000; refuse it where it comes in.
+    if "\x00" in value:
+        raise ValueError("must not contain the character U+0000")
+    return value
+
+
+NO_NUL = "^[^\\u0000]*$"
+Text = Annotated[
+    str, AfterValidator(_no_nul), WithJsonSchema({"type": "string", "pattern": NO_NUL})
+]
 IsoDate = Annotated[
     str, AfterValidator(_iso), WithJsonSchema({"type": "string", "format": "date-time"})
 ]
@@ -150,14 +161,14 @@ class JobsQuery(Request):
     status: Statuses | None = Field(None, description="one or more statuses, comma-separated")
     type: JobTypeName | None = None
     limit: int = Field(50, ge=1, le=200, description="jobs per page")
-    cursor: str | None = Field(None, description="`next_cursor` of the previous page")
+    cursor: Text | None = Field(None, description="`next_cursor` of the previous page")
 
 
 class OpsJobsQuery(JobsQuery):
     """`GET /ops/jobs`: the user filters plus account, error code and a creation window."""
 
-    account: str | None = Field(None, description="an account's name or id")
-    error_code: str | None = Field(None, description="the failed job's error code")
+    account: Text | None = Field(None, description="an account's name or id")
+    error_code: Text | None = Field(None, description="the failed job's error code")
     since: IsoDate | None = Field(None, description="created at or after")
     until: IsoDate | None = Field(None, description="created before")
 
@@ -167,8 +178,8 @@ class RetryFilter(Request):
 
     status: list[Literal["failed", "cancelled"]] | None = Field(None, min_length=1)
     type: JobTypeName | None = None
-    account: str | None = Field(None, description="an account's name or id")
-    error_code: str | None = None
+    account: Text | None = Field(None, description="an account's name or id")
+    error_code: Text | None = None
     since: IsoDate | None = Field(None, description="created at or after")
     until: IsoDate | None = Field(None, description="created before")
 

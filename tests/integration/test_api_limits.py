@@ -236,3 +236,66 @@ def test_given_the_app_when_its_rules_are_listed_then_every_id_in_a_path_is_a_uu
     for rule in rules:
         for name, converter in rule._converters.items():
             assert isinstance(converter, IdConverter), f"{rule.rule}: <{name}> is not a UUID"
+
+
+# --- input PostgreSQL cannot hold (found by fuzzing the document) ---------------------------
+
+
+NUL_FILTERS = {
+    "ops-list-error-code": ("GET", "/api/v1/ops/jobs", {"error_code": "bad\x00"}, None),
+    "ops-list-account": ("GET", "/api/v1/ops/jobs", {"account": "\x00"}, None),
+    "ops-retry-error-code": ("POST", "/api/v1/ops/jobs/retry", None, {"error_code": "a\x00b"}),
+    "ops-retry-account": ("POST", "/api/v1/ops/jobs/retry", None, {"account": "ann\x00"}),
+    "list-cursor": ("GET", "/api/v1/jobs", {"cursor": "\x00"}, None),
+}
+
+
+@pytest.mark.parametrize("case", list(NUL_FILTERS))
+def test_given_a_nul_character_in_a_filter_when_sent_then_422_naming_it_not_500(
+    web: Web, case: str
+) -> None:
+    """Given a filter holding U+0000 (which PostgreSQL text cannot hold), When sent, Then
+    422 naming the field — before, the database refused the query and the answer was 500."""
+    method, path, query, body = NUL_FILTERS[case]
+    field = case.split("-", 2)[-1].replace("-", "_")
+    token = web.ops_token if "/ops/" in path else web.token
+    response = web.client.open(
+        path, method=method, query_string=query, json=body, headers=web.auth(token)
+    )
+    assert_error(response, 422, "validation_failed", field)
+
+
+@pytest.mark.parametrize("name", ["a\x00b.zip", "\x00", "tab\there.zip"])
+def test_given_an_upload_whose_file_name_has_control_characters_when_posted_then_kept_without(
+    web: Web, name: str
+) -> None:
+    """Given an upload named with U+0000 or a tab, When posted, Then 202 and the job keeps
+    the name without its control characters ("upload" when nothing is left) — before, U+0000
+    made the job's insert fail and the answer was 500."""
+    response = web.client.post(
+        "/api/v1/imports",
+        data={"file": (io.BytesIO(b"PK\x05\x06" + b"\0" * 18), name)},
+        content_type="multipart/form-data",
+        headers=web.auth(),
+    )
+
+    assert response.status_code == 202, response.get_data(as_text=True)
+    kept = response.get_json()["job"]["params"]["filename"]
+    assert kept == ("".join(c for c in name if c not in "\x00\t") or "upload")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"type": "archive", "from": "0001-01-01T00:00:00+01:00"}, "from"),
+        ({"type": "archive", "to": "9999-12-31T23:59:59-01:00"}, "to"),
+    ],
+)
+def test_given_a_date_outside_the_representable_range_when_posted_then_422_naming_it(
+    web: Web, body: dict[str, Any], field: str
+) -> None:
+    """Given a date whose offset moves it before year 1 or past year 9999 in UTC, When
+    posted, Then 422 naming the field (parsing it used to raise an OverflowError)."""
+    response = web.client.post("/api/v1/exports", json=body, headers=web.auth())
+    assert_error(response, 422, "validation_failed", field)
+    assert web.jobs() == 0
