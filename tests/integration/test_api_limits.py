@@ -299,3 +299,12 @@ def test_given_a_date_outside_the_representable_range_when_posted_then_422_namin
     response = web.client.post("/api/v1/exports", json=body, headers=web.auth())
     assert_error(response, 422, "validation_failed", field)
     assert web.jobs() == 0
+
+
+def test_given_a_method_a_path_does_not_take_when_called_then_405_with_allow(web: Web) -> None:
+    """Given DELETE on /api/v1/jobs, When called, Then 405 in Ferry's error shape, and an
+    Allow header naming the methods the path takes (HTTP requires it; it used to be lost)."""
+    response = web.client.delete("/api/v1/jobs", headers=web.auth())
+
+    assert_error(response, 405, "method_not_allowed")
+    assert {m.strip() for m in response.headers["Allow"].split(",")} >= {"GET"}
