@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
 
 from shared.errors import NotFound
 from shared.jobs.states import Status
@@ -276,8 +276,6 @@ def retry_job(job_id: str) -> Response:
 )
 def download(job_id: str) -> Any:
     """A succeeded export's zip, streamed (409 while not ready, 410 after retention)."""
-    from flask import send_file
-
     found = _service().download(job_id, account_id=principal().account_id)
     note_job(job_id)
     return send_file(
@@ -305,8 +303,6 @@ def create_import(body: schemas.ImportForm) -> Response:
     Without `confirm=true` the job stops at `awaiting_confirmation` with its validation
     report as `preview`.
     """
-    from flask import request
-
     upload = request.files["file"]
     received = Path(upload.stream.name)  # streamed into storage by FerryRequest
     upload.stream.close()

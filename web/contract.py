@@ -91,7 +91,7 @@ def operation(
     def wrap(view: F) -> F:
         doc = (view.__doc__ or "").strip()
         summary, _, description = doc.partition("\n")
-        declared = Operation(
+        declaration = Operation(
             id=id,
             summary=summary.strip(),
             description=description.strip(),
@@ -109,21 +109,21 @@ def operation(
 
         @wraps(view)
         def run(**path: Any) -> Any:
-            if declared.auth is not None:
-                authenticate_request(ops=declared.auth == "ops")
+            if declaration.auth is not None:
+                authenticate_request(ops=declaration.auth == "ops")
             kwargs: dict[str, Any] = {}
-            if declared.query is not None:
-                kwargs["query"] = _validated(declared.query, _fields(request.args))
-            if declared.headers:
-                kwargs["headers"] = {h.name: _header(h) for h in declared.headers}
-            if declared.body is not None:
-                if declared.body_kind == "multipart":
-                    kwargs["body"] = _form(declared)
+            if declaration.query is not None:
+                kwargs["query"] = _validated(declaration.query, _fields(request.args))
+            if declaration.headers:
+                kwargs["headers"] = {h.name: _header(h) for h in declaration.headers}
+            if declaration.body is not None:
+                if declaration.body_kind == "multipart":
+                    kwargs["body"] = _form(declaration)
                 else:
-                    kwargs["body"] = _json(declared.body, required=declared.body_required)
+                    kwargs["body"] = _json(declaration.body, required=declaration.body_required)
             return view(**path, **kwargs)
 
-        setattr(run, _ATTRIBUTE, declared)
+        setattr(run, _ATTRIBUTE, declaration)
         return cast(F, run)
 
     return wrap
@@ -196,18 +196,18 @@ def _json(model: type[BaseModel], *, required: bool) -> Any:
     return _validated(model, data)
 
 
-def _form(declared: Operation) -> Any:
-    assert declared.body is not None
+def _form(declaration: Operation) -> Any:
+    assert declaration.body is not None
     fields = _fields(request.form)
     for name in request.files:
-        if name not in declared.files:
+        if name not in declaration.files:
             raise refuse(name, "is not a known field")
         if len(request.files.getlist(name)) > 1:
             raise refuse(name, "is given more than once")
-    for name in declared.files:
+    for name in declaration.files:
         fields.pop(name, None)  # a file sent as a plain field is no file
-    parsed = _validated(declared.body, fields)
-    for name in declared.files:
+    parsed = _validated(declaration.body, fields)
+    for name in declaration.files:
         upload = request.files.get(name)
         if upload is None or not upload.filename:
             raise refuse(name, "is required (a multipart file part with a file name)")

@@ -165,7 +165,9 @@ class Stack:
             assert process.alive(), process.text()
             try:
                 return requests.get(self.base_url + "/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # The port opens before the worker has loaded the app; on a busy machine
+                # the first answer can take longer than a second.
                 return False
 
         wait_for(healthy, timeout=30, what="ferry web to answer")
