@@ -131,6 +131,11 @@ class ExportArchiveRequest(Request):
             # incremental selects by what changed; it cannot be combined with a range.
             "if": {"properties": {"incremental": {"const": True}}, "required": ["incremental"]},
             "then": {"properties": {"from": {"type": "null"}, "to": {"type": "null"}}},
+            "examples": [
+                {"type": "archive"},
+                {"type": "archive", "from": "2024-01-01T00:00:00Z", "to": "2024-02-01T00:00:00Z"},
+                {"type": "archive", "incremental": True, "compress": "all"},
+            ],
         },
     )
 
@@ -175,6 +180,15 @@ class OpsJobsQuery(JobsQuery):
 
 class RetryFilter(Request):
     """`POST /ops/jobs/retry`: which failed or cancelled jobs to restart (default: failed)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"error_code": "storage_error"},
+                {"status": ["cancelled"], "type": "export.archive"},
+            ]
+        }
+    )
 
     status: list[Literal["failed", "cancelled"]] | None = Field(None, min_length=1)
     type: JobTypeName | None = None
