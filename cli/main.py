@@ -18,6 +18,7 @@ import click
 
 from cli.context import Cli
 from cli.render import job_details, jobs_table, progress_line
+from cli.tokens import tokens
 from shared.errors import FerryError
 
 pass_cli = click.make_pass_decorator(Cli, ensure=True)
@@ -135,6 +136,9 @@ def _has_items(cli: Cli, account_id: str) -> bool:
     with cli.engine.connect() as conn:
         query = text("SELECT EXISTS (SELECT 1 FROM timeline_items WHERE account_id = :a)")
         return bool(conn.execute(query, {"a": account_id}).scalar())
+
+
+main.add_command(tokens)
 
 
 # --- processes -----------------------------------------------------------------------------

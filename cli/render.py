@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from shared.jobs.store import Job, JobEvent
@@ -66,6 +67,11 @@ def jobs_table(jobs: list[Job], accounts: dict[str, str]) -> str:
                 (job.error or {}).get("code", ""),
             )
         )
+    return table(headers, rows)
+
+
+def table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    """A fixed-width text table, one column per header."""
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
     ]

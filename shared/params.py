@@ -99,11 +99,6 @@ def _optional_date(body: dict[str, Any], field: str) -> datetime | None:
         raise _refuse(field, "must be an ISO 8601 date, like 2024-01-31T00:00:00Z") from None
 
 
-ON_CONFLICT_CHOICES = ("skip", "newer")
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", ""}
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImportArchiveParams:
     """How an archive import treats its report and the account's existing records."""
@@ -134,33 +129,3 @@ class ImportArchiveParams:
             filename=str(data.get("filename", "")),
             bytes=int(data.get("bytes", 0)),
         )
-
-
-def _flag(form: dict[str, str], field: str) -> bool:
-    raw = form.get(field, "false").strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise _refuse(field, "must be true or false")
-
-
-def parse_import_form(form: dict[str, str], *, has_file: bool) -> ImportArchiveParams:
-    """Validate the fields of a `POST /imports` form (the file itself is checked apart)."""
-    allowed = {"type", "confirm", "on_conflict", "skip_invalid"}
-    for key in form:
-        if key not in allowed:
-            raise _refuse(key, "is not a known field")
-    kind = form.get("type", "archive")
-    if kind != "archive":
-        raise _refuse("type", "must be 'archive'")
-    if not has_file:
-        raise _refuse("file", "is required (multipart form field 'file')")
-    on_conflict = form.get("on_conflict", "skip")
-    if on_conflict not in ON_CONFLICT_CHOICES:
-        raise _refuse("on_conflict", f"must be one of {', '.join(ON_CONFLICT_CHOICES)}")
-    return ImportArchiveParams(
-        confirm=_flag(form, "confirm"),
-        on_conflict=on_conflict,
-        skip_invalid=_flag(form, "skip_invalid"),
-    )

@@ -39,7 +39,11 @@ def parse_iso(text: str) -> datetime:
     value = datetime.fromisoformat(raw)
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+01:00 names an instant before the first one Python has.
+        raise ValueError(f"date out of range: {text!r}") from None
 
 
 def from_number(seconds: float) -> datetime:

@@ -1,162 +1,230 @@
-"""The JSON API under /api/v1 (SPEC 9): parse the request, call the service, answer."""
+"""The JSON API under /api/v1 (SPEC 9): parse the request, call the service, answer.
+
+Each view's `@operation` says who may call it, what it reads and what it answers; the
+OpenAPI document at /api/v1/openapi.json is built from those declarations.
+"""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
 
-from shared.errors import BadRequest, NotFound, ValidationFailed
-from shared.jobs.states import JobType, Status
+from shared.errors import NotFound
+from shared.jobs.states import Status
 from shared.jobs.store import Job, JobFilter
-from shared.params import parse_import_form
+from shared.params import ImportArchiveParams
 from shared.service import JobService
 from shared.store.accounts import get_account
 from shared.timefmt import parse_iso
-from web.auth import principal, require_ops, require_token
+from web import schemas
+from web.auth import principal
+from web.contract import Header, Reply, operation, refuse
 from web.errors import error_response
+from web.logs import note_job
 from web.sse import job_events, resume_after
 from web.streams import TooManyStreams
 from web.uploads import adopted
 
 blueprint = Blueprint("api", __name__)
 
-MAX_PAGE = 200
-_STATUSES = {s.value for s in Status}
-_TYPES = {t.value for t in JobType}
+_JOB_ID = {"job_id": "$response.body#/job/id"}
+# What a client can do next with a job it was just given (OpenAPI links, for tools).
+_JOB_LINKS = {
+    "get": ("getJob", _JOB_ID),
+    "cancel": ("cancelJob", _JOB_ID),
+    "retry": ("retryJob", _JOB_ID),
+    "confirm": ("confirmJob", _JOB_ID),
+    "download": ("downloadJob", _JOB_ID),
+}
+_QUEUED = Reply(
+    "the job, as it was queued",
+    schemas.JobEnvelope,
+    headers={"Location": "the job's URL"},
+    links=_JOB_LINKS,
+)
+_CHANGED = Reply("the job, as the request left it", schemas.JobEnvelope, links=_JOB_LINKS)
 
 
 def _service() -> JobService:
     return current_app.extensions["ferry"].service
 
 
-def _job_response(job: Job, status: int) -> Response:
+def _job_response(job: Job, status: int, *, location: bool = False) -> Response:
     """The job as the service left it (the caller already holds the updated row)."""
+    note_job(job.id)
     response = jsonify(job=_service().view(job))
     response.status_code = status
+    if location:
+        response.headers["Location"] = url_for("api.get_job", job_id=job.id)
     return response
 
 
-def _json_body(*, required: bool) -> Any:
-    raw = request.get_data(cache=False)
-    if not raw.strip():
-        if required:
-            raise BadRequest("a JSON body is required", details={"field": "body"})
-        return {}
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", details={"field": "body"}) from None
+def _display_name(filename: str) -> str:
+    """An upload's file name as kept on the job: shown, never used as a path, so control
+    characters (which PostgreSQL's jsonb cannot hold, for U+0000) are dropped."""
+    kept = "".join(c for c in filename if unicodedata.category(c) != "Cc")
+    return kept.strip() or "upload"
 
 
-def _refuse(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(f"{field}: {message}", details={"field": field})
-
-
-def _filter_from(source: Any, *, ops: bool, listing: bool = True) -> JobFilter:
-    """A job filter from query arguments or a JSON body (both name their fields)."""
-    if not isinstance(source, dict):
-        raise BadRequest("the body must be a JSON object", details={"field": "body"})
-    allowed = {"status", "type"} | ({"limit", "cursor"} if listing else set())
-    if ops:
-        allowed |= {"account", "error_code", "since", "until"}
-    for key in source:
-        if key not in allowed:
-            raise _refuse(key, "is not a known filter")
-    statuses = source.get("status")
-    if isinstance(statuses, str):
-        statuses = [s for s in statuses.split(",") if s]
-    if statuses is not None and (
-        not isinstance(statuses, list) or not all(s in _STATUSES for s in statuses)
-    ):
-        raise _refuse("status", f"must be among {', '.join(sorted(_STATUSES))}")
-    job_type = source.get("type")
-    if job_type is not None and job_type not in _TYPES:
-        raise _refuse("type", f"must be one of {', '.join(sorted(_TYPES))}")
+def _filter(query: schemas.RetryFilter | schemas.OpsJobsQuery) -> JobFilter:
+    """The job store's filter for an operator's query or retry body."""
     account_id = None
-    if source.get("account"):
+    if query.account:
         try:
-            account_id = get_account(current_app.extensions["ferry"].engine, source["account"]).id
+            account_id = get_account(current_app.extensions["ferry"].engine, query.account).id
         except NotFound:
-            raise _refuse("account", "no such account") from None
-    window = {}
-    for field in ("since", "until"):
-        if source.get(field) is not None:
-            try:
-                window[field] = parse_iso(str(source[field]))
-            except ValueError:
-                raise _refuse(field, "must be an ISO 8601 date") from None
-    error_code = source.get("error_code")
-    if error_code is not None and not isinstance(error_code, str):
-        raise _refuse("error_code", "must be a string")
+            raise refuse("account", "no such account") from None
     return JobFilter(
-        account_id=account_id, status=statuses, type=job_type, error_code=error_code, **window
+        account_id=account_id,
+        status=list(query.status) if query.status else None,
+        type=query.type,
+        error_code=query.error_code,
+        since=parse_iso(query.since) if query.since else None,
+        until=parse_iso(query.until) if query.until else None,
     )
 
 
-def _page_args() -> tuple[int, str | None]:
-    raw = request.args.get("limit", "50")
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise _refuse("limit", "must be a whole number") from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise _refuse("limit", f"must be between 1 and {MAX_PAGE}")
-    return limit, request.args.get("cursor") or None
-
-
-def _list(where: JobFilter) -> Response:
+def _page(where: JobFilter, query: schemas.JobsQuery) -> Response:
     service = _service()
-    limit, cursor = _page_args()
-    jobs, next_cursor = service.page(where, limit=limit, cursor=cursor)
+    jobs, next_cursor = service.page(where, limit=query.limit, cursor=query.cursor)
     return jsonify(jobs=[service.view(j) for j in jobs], next_cursor=next_cursor)
+
+
+# --- the document ------------------------------------------------------------------------
+
+
+@blueprint.get("/openapi.json")
+@operation(
+    "getOpenApi",
+    tags=("meta",),
+    auth=None,
+    replies={200: Reply("the OpenAPI 3.1 document", schema={"type": "object"})},
+)
+def openapi_document() -> Response:
+    """This API's OpenAPI 3.1 description (no auth)."""
+    from web.openapi import document
+
+    cache = current_app.extensions.setdefault("ferry_openapi", {})
+    if "document" not in cache:
+        cache["document"] = document(current_app)
+    return jsonify(cache["document"])
 
 
 # --- a person's own jobs ---------------------------------------------------------------
 
 
 @blueprint.post("/exports")
-@require_token
-def create_export() -> Response:
-    """Queue an export; an Idempotency-Key returns the same job for the same account."""
-    body = _json_body(required=True)
-    key = request.headers.get("Idempotency-Key") or None
-    if key is not None and len(key) > 255:
-        raise _refuse("Idempotency-Key", "must be at most 255 characters")
+@operation(
+    "createExport",
+    tags=("jobs",),
+    auth="user",
+    body=schemas.ExportArchiveRequest,
+    headers=(
+        Header(
+            "Idempotency-Key",
+            "the same key from the same account returns the same job (an empty one is none)",
+            max_length=255,
+        ),
+    ),
+    replies={
+        202: Reply(
+            "the job, as it was queued (or as it is, for a replayed Idempotency-Key)",
+            schemas.JobEnvelope,
+            headers={
+                "Location": "the job's URL",
+                "Idempotent-Replayed": "(optional) `true` when the key was seen before",
+            },
+            links=_JOB_LINKS,
+        )
+    },
+    errors=(409,),
+)
+def create_export(body: schemas.ExportArchiveRequest, headers: dict[str, str | None]) -> Response:
+    """Queue an archive export.
+
+    `to` must be after `from` (422 naming `to` otherwise). An `Idempotency-Key` reused with
+    a different body is a 409.
+    """
     service = _service()
-    job, created = service.submit_export(principal().account_id, body, idempotency_key=key)
-    response = jsonify(job=service.view(job))
-    response.status_code = 202
-    response.headers["Location"] = url_for("api.get_job", job_id=job.id)
+    job, created = service.submit_export(
+        principal().account_id,
+        body.model_dump(by_alias=True, exclude_unset=True),
+        idempotency_key=headers["Idempotency-Key"],
+    )
+    response = _job_response(job, 202, location=True)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
 @blueprint.get("/jobs")
-@require_token
-def list_jobs() -> Response:
-    """The caller's jobs, newest first; filters `status`, `type`; `limit`, `cursor`."""
-    where = _filter_from(request.args.to_dict(), ops=False)
-    return _list(JobFilter(account_id=principal().account_id, status=where.status, type=where.type))
+@operation(
+    "listJobs",
+    tags=("jobs",),
+    auth="user",
+    query=schemas.JobsQuery,
+    replies={
+        200: Reply(
+            "a page of the caller's jobs, newest first",
+            schemas.JobPage,
+            links={"first": ("getJob", {"job_id": "$response.body#/jobs/0/id"})},
+        )
+    },
+    errors=(400,),
+)
+def list_jobs(query: schemas.JobsQuery) -> Response:
+    """The caller's jobs, newest first, filtered by status and type, a page at a time.
+
+    A cursor that is not one this API gave is a 400 naming `cursor`.
+    """
+    where = JobFilter(account_id=principal().account_id, status=query.status, type=query.type)
+    return _page(where, query)
 
 
-@blueprint.get("/jobs/<job_id>")
-@require_token
+@blueprint.get("/jobs/<uuid:job_id>")
+@operation(
+    "getJob",
+    tags=("jobs",),
+    auth="user",
+    replies={200: Reply("the job", schemas.JobEnvelope)},
+)
 def get_job(job_id: str) -> Response:
     """One of the caller's jobs."""
     service = _service()
-    return jsonify(job=service.view(service.get(job_id, account_id=principal().account_id)))
+    return _job_response(service.get(job_id, account_id=principal().account_id), 200)
 
 
-@blueprint.get("/jobs/<job_id>/events")
-@require_token
-def job_event_stream(job_id: str) -> Response:
-    """Server-Sent Events: a snapshot, then progress and status changes, until the end or
-    the stream's lifetime; 429 `too_many_streams` while the account has its cap open."""
+@blueprint.get("/jobs/<uuid:job_id>/events")
+@operation(
+    "jobEvents",
+    tags=("jobs",),
+    auth="user",
+    headers=(
+        Header(
+            "Last-Event-ID",
+            "the id of the last event received; the stream starts again with a snapshot",
+        ),
+    ),
+    replies={
+        200: Reply(
+            "Server-Sent Events: `snapshot` first, then `progress` and `status`, `end` last",
+            media_type="text/event-stream",
+            schema={"type": "string"},
+        )
+    },
+    errors=(429,),
+)
+def job_event_stream(job_id: str, headers: dict[str, str | None]) -> Response:
+    """Follow a job: a snapshot, then its progress and status changes, until it ends.
+
+    Streams per account are capped (429 `too_many_streams` beyond the cap, with
+    Retry-After) and live at most FERRY_STREAM_SECONDS; the client reconnects with
+    `Last-Event-ID` and gets a fresh snapshot.
+    """
     resources = current_app.extensions["ferry"]
     account_id = principal().account_id
     resources.service.get(job_id, account_id=account_id)  # 404 before a slot is taken
@@ -177,7 +245,7 @@ def job_event_stream(job_id: str) -> Response:
         resources.service,
         resources.live,
         job_id,
-        after=resume_after(request.headers.get("Last-Event-ID")),
+        after=resume_after(headers.get("Last-Event-ID")),
         seconds=resources.settings.stream_seconds,
         slot=slot,
     )
@@ -191,27 +259,52 @@ def job_event_stream(job_id: str) -> Response:
     return response
 
 
-@blueprint.post("/jobs/<job_id>/cancel")
-@require_token
+@blueprint.post("/jobs/<uuid:job_id>/cancel")
+@operation(
+    "cancelJob",
+    tags=("jobs",),
+    auth="user",
+    replies={202: _CHANGED},
+    errors=(409,),
+)
 def cancel_job(job_id: str) -> Response:
     """Cancel one of the caller's jobs (409 when it already ended)."""
     job = _service().cancel(job_id, account_id=principal().account_id)
     return _job_response(job, 202)
 
 
-@blueprint.post("/jobs/<job_id>/retry")
-@require_token
+@blueprint.post("/jobs/<uuid:job_id>/retry")
+@operation(
+    "retryJob",
+    tags=("jobs",),
+    auth="user",
+    replies={202: _CHANGED},
+    errors=(409,),
+)
 def retry_job(job_id: str) -> Response:
-    """Restart one of the caller's failed or cancelled jobs."""
+    """Restart one of the caller's failed or cancelled jobs (409 for any other status)."""
     job = _service().retry(job_id, account_id=principal().account_id, by="user")
     return _job_response(job, 202)
 
 
-@blueprint.get("/jobs/<job_id>/download")
-@require_token
-def download(job_id: str) -> Response:
+@blueprint.get("/jobs/<uuid:job_id>/download")
+@operation(
+    "downloadJob",
+    tags=("jobs",),
+    auth="user",
+    replies={
+        200: Reply(
+            "the export's zip, as an attachment",
+            media_type="application/zip",
+            schema={"type": "string", "contentMediaType": "application/zip"},
+        )
+    },
+    errors=(409, 410),
+)
+def download(job_id: str) -> Any:
     """A succeeded export's zip, streamed (409 while not ready, 410 after retention)."""
     found = _service().download(job_id, account_id=principal().account_id)
+    note_job(job_id)
     return send_file(
         found.path,
         mimetype="application/zip",
@@ -222,43 +315,57 @@ def download(job_id: str) -> Response:
 
 
 @blueprint.post("/imports")
-@require_token
-def create_import() -> Response:
-    """Queue an import of an uploaded archive (multipart: file, confirm, on_conflict, …)."""
-    upload = request.files.get("file")
-    form = {k: v for k, v in request.form.items()}
-    params = parse_import_form(form, has_file=upload is not None and bool(upload.filename))
-    assert upload is not None
+@operation(
+    "createImport",
+    tags=("jobs",),
+    auth="user",
+    body=schemas.ImportForm,
+    body_kind="multipart",
+    files=("file",),
+    replies={202: _QUEUED},
+)
+def create_import(body: schemas.ImportForm) -> Response:
+    """Queue an import of an uploaded archive (zip, tar or tar.gz).
+
+    Without `confirm=true` the job stops at `awaiting_confirmation` with its validation
+    report as `preview`.
+    """
+    upload = request.files["file"]
     received = Path(upload.stream.name)  # streamed into storage by FerryRequest
     upload.stream.close()
     service = _service()
+    params = ImportArchiveParams(
+        confirm=body.confirm, on_conflict=body.on_conflict, skip_invalid=body.skip_invalid
+    )
     job = service.submit_import(
         principal().account_id,
         received=received,
-        filename=upload.filename or "upload",
+        filename=_display_name(upload.filename or ""),
         params=params,
     )
     adopted(str(received))
-    response = jsonify(job=service.view(job))
-    response.status_code = 202
-    response.headers["Location"] = url_for("api.get_job", job_id=job.id)
-    return response
+    return _job_response(job, 202, location=True)
 
 
-@blueprint.post("/jobs/<job_id>/confirm")
-@require_token
-def confirm_job(job_id: str) -> Response:
-    """Let an import waiting at its report go on (409 while the report lists errors)."""
-    body = _json_body(required=False)
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object", details={"field": "body"})
-    for key in body:
-        if key != "skip_invalid":
-            raise _refuse(key, "is not a known field")
-    skip_invalid = body.get("skip_invalid", False)
-    if not isinstance(skip_invalid, bool):
-        raise _refuse("skip_invalid", "must be true or false")
-    job = _service().confirm(job_id, account_id=principal().account_id, skip_invalid=skip_invalid)
+@blueprint.post("/jobs/<uuid:job_id>/confirm")
+@operation(
+    "confirmJob",
+    tags=("jobs",),
+    auth="user",
+    body=schemas.ConfirmRequest,
+    body_required=False,
+    replies={202: _CHANGED},
+    errors=(409,),
+)
+def confirm_job(job_id: str, body: schemas.ConfirmRequest) -> Response:
+    """Let an import waiting at its report go on to apply.
+
+    409 when the job is not awaiting confirmation, or while its report lists errors and
+    neither the import nor this body says `skip_invalid`.
+    """
+    job = _service().confirm(
+        job_id, account_id=principal().account_id, skip_invalid=body.skip_invalid
+    )
     return _job_response(job, 202)
 
 
@@ -266,26 +373,49 @@ def confirm_job(job_id: str) -> Response:
 
 
 @blueprint.get("/ops/jobs")
-@require_ops
-def ops_list_jobs() -> Response:
-    """Jobs of every account; filters status, type, account, error_code, since, until."""
-    return _list(_filter_from(request.args.to_dict(), ops=True))
+@operation(
+    "opsListJobs",
+    tags=("ops",),
+    auth="ops",
+    query=schemas.OpsJobsQuery,
+    replies={200: Reply("a page of jobs of every account, newest first", schemas.JobPage)},
+    errors=(400,),
+)
+def ops_list_jobs(query: schemas.OpsJobsQuery) -> Response:
+    """Jobs of every account; filters status, type, account, error_code, since, until.
+
+    An `account` that names no account is a 422 naming it.
+    """
+    return _page(_filter(query), query)
 
 
-@blueprint.post("/ops/jobs/<job_id>/retry")
-@require_ops
+@blueprint.post("/ops/jobs/<uuid:job_id>/retry")
+@operation(
+    "opsRetryJob",
+    tags=("ops",),
+    auth="ops",
+    replies={200: Reply("the id of the job restarted", schemas.Restarted)},
+    errors=(409,),
+)
 def ops_retry_job(job_id: str) -> Response:
-    """Restart any failed or cancelled job."""
+    """Restart any account's failed or cancelled job."""
     job = _service().retry(job_id, by=f"ops:{principal().account_name}")
+    note_job(job.id)
     return jsonify(restarted=[job.id])
 
 
 @blueprint.post("/ops/jobs/retry")
-@require_ops
-def ops_retry_matching() -> Response:
-    """Restart every failed (default) or cancelled job matching the filter body."""
-    body = _json_body(required=False)
-    where = _filter_from(body, ops=True, listing=False)
+@operation(
+    "opsRetryMatching",
+    tags=("ops",),
+    auth="ops",
+    body=schemas.RetryFilter,
+    body_required=False,
+    replies={200: Reply("the ids of the jobs restarted", schemas.Restarted)},
+)
+def ops_retry_matching(body: schemas.RetryFilter) -> Response:
+    """Restart every failed (by default) or cancelled job matching the filter body."""
+    where = _filter(body)
     if not where.status:
         where = JobFilter(
             account_id=where.account_id,

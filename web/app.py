@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from flask import Flask
@@ -41,12 +40,8 @@ def create_app(
     """Build the Flask app; collaborators may be passed in (tests), else built here."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY=settings.secret_key,
-        # Werkzeug refuses larger bodies with 413 before a byte is stored.
-        MAX_CONTENT_LENGTH=settings.max_upload_bytes + 1024 * 1024,
-        JSON_SORT_KEYS=False,
-    )
+    # Body limits are per route (web/limits.py): 1 MiB of JSON, uploads to their own limit.
+    app.config.update(SECRET_KEY=settings.secret_key, JSON_SORT_KEYS=False)
     engine = engine or make_engine(settings.database_url)
     live = live or RedisLiveStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
     storage = storage or LocalStorage(settings.storage_root)
@@ -70,11 +65,13 @@ def create_app(
     )
     app.extensions["ferry"] = WebResources(settings, engine, live, storage, service, streams)
 
-    from web import api, errors, health, uploads
+    from web import api, errors, health, limits, logs, routing, uploads
 
+    logs.init_app(app)  # first: every later hook's answer carries the request id
     errors.init_app(app)
+    limits.init_app(app)
     uploads.init_app(app)
+    routing.init_app(app)  # before the blueprints, whose rules use its converter
     app.register_blueprint(api.blueprint, url_prefix="/api/v1")
     app.register_blueprint(health.blueprint)
-    logging.getLogger("shared").setLevel(logging.INFO)
     return app

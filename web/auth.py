@@ -2,53 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar, cast
+from typing import cast
 
 from flask import current_app, g, request
 
 from shared.store.accounts import Principal, authenticate
 from web.errors import Forbidden, Unauthorized
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 def principal() -> Principal:
-    """The caller of the current request (set by `require_token`)."""
+    """The caller of the current request (set by the view's declaration)."""
     return cast(Principal, g.principal)
 
 
-def _authenticate() -> Principal:
+def current_principal() -> Principal | None:
+    """The caller, when the request was authenticated (for logs)."""
+    return cast(Principal | None, g.get("principal"))
+
+
+def authenticate_request(*, ops: bool) -> Principal:
+    """The caller of a known, unrevoked token (401 otherwise); 403 when `ops` and it is not."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("an 'Authorization: Bearer <token>' header is required")
     found = authenticate(current_app.extensions["ferry"].engine, token.strip())
     if found is None:
-        raise Unauthorized("the token is not known")
+        raise Unauthorized("the token is not known (or was revoked)")
+    g.principal = found  # known even when refused below, so the request log names it
+    if ops and not found.is_ops:
+        raise Forbidden("this endpoint needs an ops token")
     return found
-
-
-def require_token(view: F) -> F:
-    """Let the view run only for a known token."""
-
-    @wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        g.principal = _authenticate()
-        return view(*args, **kwargs)
-
-    return cast(F, wrapped)
-
-
-def require_ops(view: F) -> F:
-    """Let the view run only for an ops token (403 for a user token)."""
-
-    @wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        g.principal = _authenticate()
-        if not g.principal.is_ops:
-            raise Forbidden("this endpoint needs an ops token")
-        return view(*args, **kwargs)
-
-    return cast(F, wrapped)

@@ -7,18 +7,41 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
+from web import schemas
+from web.contract import Reply, operation
+from web.errors import RETRY_AFTER_SECONDS
+
 blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/healthz")
+@operation(
+    "healthz",
+    tags=("health",),
+    auth=None,
+    replies={200: Reply("the process answers", schemas.Liveness)},
+)
 def healthz() -> Any:
-    """The process answers."""
+    """Liveness: the process answers (it touches neither the database nor Redis)."""
     return jsonify(status="ok")
 
 
 @blueprint.get("/readyz")
+@operation(
+    "readyz",
+    tags=("health",),
+    auth=None,
+    replies={
+        200: Reply("the database and Redis answer", schemas.Readiness),
+        503: Reply(
+            "the database or Redis does not answer",
+            schemas.Readiness,
+            headers={"Retry-After": "seconds to wait before asking again"},
+        ),
+    },
+)
 def readyz() -> Any:
-    """The database and Redis answer."""
+    """Readiness: the database and Redis answer."""
     resources = current_app.extensions["ferry"]
     checks: dict[str, str] = {}
     try:
@@ -32,5 +55,8 @@ def readyz() -> Any:
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"unreachable: {type(exc).__name__}"
-    ready = all(v == "ok" for v in checks.values())
-    return jsonify(status="ready" if ready else "not ready", checks=checks), (200 if ready else 503)
+    if all(v == "ok" for v in checks.values()):
+        return jsonify(status="ready", checks=checks)
+    response = jsonify(status="not ready", checks=checks)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response, 503

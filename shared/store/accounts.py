@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from shared.errors import NotFound
 from shared.store.schema import accounts, api_tokens
@@ -38,6 +39,19 @@ class Account:
 
     id: str
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """What may be shown of an API token: never the token, never its hash."""
+
+    id: str
+    account_id: str
+    name: str
+    role: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
 
 
 def create_account(engine: Engine, name: str) -> Account:
@@ -100,7 +114,8 @@ def authenticate(engine: Engine, token: str) -> Principal | None:
             accounts.c.name,
         )
         .join(accounts, accounts.c.id == api_tokens.c.account_id)
-        .where(api_tokens.c.token_hash == hash_token(token))
+        # A revoked token is refused on its next request: nothing caches a principal.
+        .where(api_tokens.c.token_hash == hash_token(token), api_tokens.c.revoked_at.is_(None))
     )
     with engine.connect() as conn:
         row = conn.execute(query).first()
@@ -119,6 +134,51 @@ def authenticate(engine: Engine, token: str) -> Principal | None:
     return Principal(
         account_id=row.account_id, account_name=row.name, role=row.role, token_id=row.id
     )
+
+
+_TOKEN_COLUMNS = (
+    api_tokens.c.id,
+    api_tokens.c.account_id,
+    api_tokens.c.name,
+    api_tokens.c.role,
+    api_tokens.c.created_at,
+    api_tokens.c.last_used_at,
+    api_tokens.c.revoked_at,
+)
+
+
+def _token_info(row: object) -> TokenInfo:
+    return TokenInfo(**{c.name: getattr(row, c.name) for c in _TOKEN_COLUMNS})
+
+
+def list_tokens(engine: Engine, account_id: str) -> list[TokenInfo]:
+    """The account's tokens, oldest first, revoked ones included."""
+    query = (
+        select(*_TOKEN_COLUMNS)
+        .where(api_tokens.c.account_id == account_id)
+        .order_by(api_tokens.c.created_at, api_tokens.c.id)
+    )
+    with engine.connect() as conn:
+        return [_token_info(row) for row in conn.execute(query)]
+
+
+def revoke_token(engine: Engine, token_id: str) -> tuple[TokenInfo, bool]:
+    """Revoke a token by its id (its row stays, for the listing); True when it was live."""
+    if not _is_uuid(token_id):
+        raise NotFound(f"no token with id {token_id!r}")
+    with engine.begin() as conn:
+        row = conn.execute(
+            update(api_tokens)
+            .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+            .returning(*_TOKEN_COLUMNS)
+        ).first()
+        if row is not None:
+            return _token_info(row), True
+        row = conn.execute(select(*_TOKEN_COLUMNS).where(api_tokens.c.id == token_id)).first()
+    if row is None:
+        raise NotFound(f"no token with id {token_id!r}")
+    return _token_info(row), False
 
 
 def _is_uuid(value: str) -> bool:

@@ -182,6 +182,7 @@ api_tokens = Table(
     Column("name", Text, nullable=False),
     Column("created_at", _tz(), nullable=False, server_default=text("now()")),
     Column("last_used_at", _tz()),
+    Column("revoked_at", _tz()),
     CheckConstraint("role IN ('user', 'ops')", name="role"),
 )
 

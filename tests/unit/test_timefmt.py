@@ -87,6 +87,16 @@ def test_given_text_that_is_not_an_iso_date_when_parsed_then_it_is_refused(text:
         parse_iso(text)
 
 
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_given_a_date_whose_utc_instant_is_out_of_range_when_parsed_then_a_value_error(
+    text: str,
+) -> None:
+    """A date that is valid ISO 8601 but names an instant before year 1 or after 9999 in
+    UTC is refused with a ValueError, like any other bad date (not an OverflowError)."""
+    with pytest.raises(ValueError, match="out of range"):
+        parse_iso(text)
+
+
 _instants = st.datetimes(
     min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
 )

@@ -1,0 +1,322 @@
+"""The shapes of the HTTP API (SPEC 9) as pydantic models.
+
+Views validate their input with these models and the OpenAPI document is built from them
+(`web/openapi.py`), so what the document says and what the API accepts are one thing.
+Request models refuse unknown fields; response models describe what the views return.
+Rules one field cannot state (`to` after `from`, a filter naming an account that exists)
+stay with the core's parsers and answer 422 naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+)
+
+from shared.jobs.states import JobType, Status
+from shared.timefmt import parse_iso
+
+StatusName = Literal[
+    "queued",
+    "running",
+    "awaiting_confirmation",
+    "cancelling",
+    "cancelled",
+    "failed",
+    "succeeded",
+]
+JobTypeName = Literal[
+    "export.archive", "export.table", "import.archive", "import.table", "import.rollback"
+]
+assert set(StatusName.__args__) == {s.value for s in Status}  # type: ignore[attr-defined]
+assert set(JobTypeName.__args__) == {t.value for t in JobType}  # type: ignore[attr-defined]
+
+ERROR_CODES = (
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "gone",
+    "payload_too_large",
+    "validation_failed",
+    "too_many_streams",
+    "rollback_expired",
+    "database_error",
+    "storage_error",
+    "internal",
+)
+ErrorCode = Literal[
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "gone",
+    "payload_too_large",
+    "validation_failed",
+    "too_many_streams",
+    "rollback_expired",
+    "database_error",
+    "storage_error",
+    "internal",
+]
+assert set(ErrorCode.__args__) == set(ERROR_CODES)  # type: ignore[attr-defined]
+
+
+def _iso(value: str) -> str:
+    try:
+        parse_iso(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date, like 2024-01-31T00:00:00Z") from None
+    return value
+
+
+def _comma_list(value: Any) -> Any:
+    # `status=queued,failed` (OpenAPI: style form, explode false) arrives as one string.
+    if isinstance(value, str):
+        return value.split(",")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text and jsonb cannot hold U+0000; refuse it where it comes in.
+    if "\x00" in value:
+        raise ValueError("must not contain the character U+0000")
+    return value
+
+
+NO_NUL = "^[^\\u0000]*$"
+Text = Annotated[
+    str, AfterValidator(_no_nul), WithJsonSchema({"type": "string", "pattern": NO_NUL})
+]
+IsoDate = Annotated[
+    str, AfterValidator(_iso), WithJsonSchema({"type": "string", "format": "date-time"})
+]
+Uuid = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
+Statuses = Annotated[list[StatusName], BeforeValidator(_comma_list), Field(min_length=1)]
+
+
+class Request(BaseModel):
+    """A request part (body, form or query): unknown fields are refused, by name."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Shape(BaseModel):
+    """A response shape; clients must ignore fields they do not know."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+class ExportArchiveRequest(Request):
+    """`POST /exports` for an archive (SPEC 4 and 9)."""
+
+    model_config = ConfigDict(
+        title="ExportArchiveRequest",
+        json_schema_extra={
+            # incremental selects by what changed; it cannot be combined with a range.
+            "if": {"properties": {"incremental": {"const": True}}, "required": ["incremental"]},
+            "then": {"properties": {"from": {"type": "null"}, "to": {"type": "null"}}},
+            "examples": [
+                {"type": "archive"},
+                {"type": "archive", "from": "2024-01-01T00:00:00Z", "to": "2024-02-01T00:00:00Z"},
+                {"type": "archive", "incremental": True, "compress": "all"},
+            ],
+        },
+    )
+
+    type: Literal["archive"]
+    from_: IsoDate | None = Field(
+        None, alias="from", description="range start (inclusive); `to` must be after it"
+    )
+    to: IsoDate | None = Field(None, description="range end (exclusive)")
+    incremental: StrictBool = Field(
+        False, description="only what changed since the last full or incremental export"
+    )
+    compress: Literal["samples", "all", "none"] = Field(
+        "samples", description="which folders' files are gzipped"
+    )
+
+
+class ConfirmRequest(Request):
+    """`POST /jobs/{id}/confirm`: an optional body."""
+
+    skip_invalid: StrictBool = Field(
+        False, description="apply the valid records and report the rest"
+    )
+
+
+class JobsQuery(Request):
+    """`GET /jobs`: filters and a page."""
+
+    status: Statuses | None = Field(None, description="one or more statuses, comma-separated")
+    type: JobTypeName | None = None
+    limit: int = Field(50, ge=1, le=200, description="jobs per page")
+    cursor: Text | None = Field(None, description="`next_cursor` of the previous page")
+
+
+class OpsJobsQuery(JobsQuery):
+    """`GET /ops/jobs`: the user filters plus account, error code and a creation window."""
+
+    account: Text | None = Field(None, description="an account's name or id")
+    error_code: Text | None = Field(None, description="the failed job's error code")
+    since: IsoDate | None = Field(None, description="created at or after")
+    until: IsoDate | None = Field(None, description="created before")
+
+
+class RetryFilter(Request):
+    """`POST /ops/jobs/retry`: which failed or cancelled jobs to restart (default: failed)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"error_code": "storage_error"},
+                {"status": ["cancelled"], "type": "export.archive"},
+            ]
+        }
+    )
+
+    status: list[Literal["failed", "cancelled"]] | None = Field(None, min_length=1)
+    type: JobTypeName | None = None
+    account: Text | None = Field(None, description="an account's name or id")
+    error_code: Text | None = None
+    since: IsoDate | None = Field(None, description="created at or after")
+    until: IsoDate | None = Field(None, description="created before")
+
+
+def _form_bool(value: Any) -> Any:
+    # Multipart fields are text; only JSON's spellings of a boolean are accepted.
+    if isinstance(value, str):
+        if value == "true":
+            return True
+        if value == "false":
+            return False
+        raise ValueError("must be true or false")
+    return value
+
+
+FormBool = Annotated[StrictBool, BeforeValidator(_form_bool)]
+
+
+class ImportForm(Request):
+    """`POST /imports`: the multipart fields besides `file`."""
+
+    type: Literal["archive"] = "archive"
+    confirm: FormBool = Field(
+        False, description="apply without stopping at `awaiting_confirmation`"
+    )
+    on_conflict: Literal["skip", "newer"] = Field(
+        "skip", description="when an id exists: keep the account's record, or the newer one"
+    )
+    skip_invalid: FormBool = Field(False, description="apply the valid records, report the rest")
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+class ErrorDetails(Shape):
+    """More about an error: `field` names the input at fault."""
+
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """What went wrong."""
+
+    code: ErrorCode
+    message: str
+    details: ErrorDetails
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error answer."""
+
+    error: ErrorBody
+
+
+class Progress(Shape):
+    """A job's progress (SPEC 6)."""
+
+    phase: str
+    phase_index: int = Field(ge=0)
+    phase_count: int = Field(ge=1)
+    phase_done: int = Field(ge=0)
+    phase_total: int = Field(ge=0)
+    rows_done: int = Field(ge=0)
+    rows_total: int = Field(ge=0)
+    overall: float = Field(ge=0, le=1)
+    eta_seconds: float | None
+    updated_at: IsoDate
+
+
+class JobError(Shape):
+    """Why a job failed."""
+
+    code: str
+    message: str
+    retryable: bool
+
+
+class Job(BaseModel):
+    """A job (SPEC 9)."""
+
+    id: Uuid
+    type: JobTypeName
+    status: StatusName
+    params: dict[str, Any]
+    attempt: int = Field(ge=1)
+    created_at: IsoDate
+    started_at: IsoDate | None
+    finished_at: IsoDate | None
+    progress: Progress | None
+    error: JobError | None
+    result: dict[str, Any] | None = Field(
+        description="export: download_url, bytes, files, stats, expires_at; import: counts"
+    )
+    preview: dict[str, Any] | None = Field(description="an import's validation report")
+
+
+class JobEnvelope(BaseModel):
+    """One job."""
+
+    job: Job
+
+
+class JobPage(BaseModel):
+    """A page of jobs, newest first."""
+
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class Restarted(BaseModel):
+    """The ids of the jobs an operator restarted."""
+
+    restarted: list[Uuid]
+
+
+class Liveness(BaseModel):
+    """The process answers."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Whether the database and Redis answer."""
+
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str]
