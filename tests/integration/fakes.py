@@ -166,7 +166,7 @@ class LateCancelPipeline(_Recorder):
         ctx.finish_phase()
         output = ctx.work_dir / "out.zip"
         output.write_bytes(b"PK finished")
-        ctx.storage.publish(ctx.job.id, output, "out.zip")
+        ctx.storage.publish(ctx.job.id, ctx.attempt, output, "out.zip")
         # The request arrives after the runner's last look at the signals.
         ctx.store.request_cancel(ctx.job.id)
         return Succeeded({"name": "out.zip"})

@@ -81,9 +81,11 @@ def _seed(settings: Settings, account_id: str) -> None:
 
 
 def _gone(ferry: InProcess, job_id: str) -> None:
-    """Nothing of the job is left: no staging tables, no upload, no work folder."""
+    """Nothing of the job is left: no staging tables, no work folder, and no upload once it
+    succeeded (a failed or cancelled one keeps it for a restart, SPEC 8)."""
     assert staging_tables(ferry.settings.database_url, job_id) == []
-    assert not ferry.storage.upload_path(job_id).exists()
+    succeeded = ferry.store.get(job_id).status == "succeeded"
+    assert ferry.storage.upload_path(job_id).exists() is not succeeded
     assert ferry.storage.work_dirs(job_id) == {}
 
 

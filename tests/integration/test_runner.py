@@ -316,7 +316,7 @@ def test_given_a_job_restarted_after_its_attempts_ran_out_then_it_gets_a_fresh_r
         return seen
 
     assert deliver_until("failed") == ["queued", "queued", "failed"]
-    restarted = rig.store.restart(job.id, by="ops")
+    restarted = rig.store.restart(job.id, upload_hours=24.0, by="ops")
     assert (restarted.attempt, restarted.first_attempt) == (4, 4)
 
     # When the restarted run fails the same way, it is retried again, not failed at once.
