@@ -61,6 +61,8 @@ def classify(exc: BaseException) -> FerryError:
     if isinstance(
         exc,
         psycopg.OperationalError
+        # The server ended a transaction left idle too long (the job's worker was frozen).
+        | psycopg.errors.IdleInTransactionSessionTimeout
         | sqlalchemy.exc.OperationalError
         | sqlalchemy.exc.InterfaceError
         | redis.ConnectionError

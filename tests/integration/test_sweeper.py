@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
@@ -22,10 +23,12 @@ from shared.jobs.publisher import RecordingPublisher
 from shared.jobs.runner import JobRunner
 from shared.jobs.store import Job, JobStore
 from shared.jobs.sweeper import Sweeper
+from shared.params import ImportArchiveParams
 from shared.pipelines import PIPELINES
 from shared.service import JobService
 from shared.settings import Settings
 from shared.store.accounts import Account
+from shared.store.db import attempt_session_name, raw_connection
 from shared.store.storage import LocalStorage
 from tests.integration.fakes import FAKE_TYPE, CountingPipeline, wait_for
 
@@ -519,3 +522,79 @@ def test_given_a_late_heartbeat_when_the_sweeper_acts_on_what_it_saw_then_the_wo
     assert rig.store.cancel_expired(seen) is None
     after = rig.store.get(slow.id)
     assert after.status == "running" and after.attempt == 1
+
+
+# --- races with requests and lost attempts -----------------------------------------------------
+
+
+class _SweepWhileAdopting(LocalStorage):
+    """Storage whose upload adoption is followed at once by a sweep, as if the scheduler
+    ran between the two steps of the request."""
+
+    def __init__(self, root: Path, sweeper: Sweeper) -> None:
+        super().__init__(root)
+        self.sweeper = sweeper
+        self.reports: list[Any] = []
+
+    def adopt_upload(self, job_id: str, received: Path) -> int:
+        size = super().adopt_upload(job_id, received)
+        self.reports.append(self.sweeper.sweep())
+        return size
+
+
+def test_given_an_upload_being_submitted_when_the_sweeper_runs_meanwhile_then_it_is_kept(
+    rig: Rig,
+) -> None:
+    """The sweeper removes uploads that belong to no job: the request must record the
+    job before the upload is in place under its id, or the sweep takes it."""
+    storage = _SweepWhileAdopting(rig.storage.root, rig.sweeper)
+    service = JobService(
+        pipelines=PIPELINES,
+        settings=rig.settings,
+        engine=rig.engine,
+        live=rig.live,
+        storage=storage,
+        publisher=rig.publisher,
+    )
+    with storage.incoming_file() as received:
+        received.write(b"PK an archive")
+
+    job = service.submit_import(
+        rig.account.id,
+        received=Path(received.name),
+        filename="archive.zip",
+        params=ImportArchiveParams(),
+    )
+
+    assert [r.removed_uploads for r in storage.reports] == [[]]
+    assert storage.upload_path(job.id).read_bytes() == b"PK an archive"
+    assert rig.store.get(job.id).status == "queued"
+    assert [published for published, _ in rig.publisher.published] == [job.id]
+
+
+def test_given_a_lost_attempt_holding_a_lock_when_swept_then_its_sessions_are_ended(
+    rig: Rig,
+) -> None:
+    """A frozen worker's open transaction (an import's apply holds its account's lock) is
+    ended when the sweeper takes the job from it, so the next attempt does not wait."""
+    lost = rig.running("import.archive")
+    lock = "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 7))"
+    with raw_connection(
+        rig.settings.database_url, name=attempt_session_name(lost.id, lost.attempt)
+    ) as frozen:
+        assert frozen.execute(lock, (rig.account.id,)).fetchone() == (True,)
+        unrelated = rig.running()  # a healthy job's session must survive
+        with raw_connection(
+            rig.settings.database_url, name=attempt_session_name(unrelated.id, 1)
+        ) as healthy:
+            healthy.execute("SELECT 1")
+            rig.age_heartbeat(lost.id)
+
+            report = rig.sweeper.sweep()
+
+            assert report.requeued == [lost.id]
+            with pytest.raises(psycopg.OperationalError):
+                frozen.execute("SELECT 1")
+            assert healthy.execute("SELECT 1").fetchone() == (1,)
+    with raw_connection(rig.settings.database_url) as next_attempt:
+        assert next_attempt.execute(lock, (rig.account.id,)).fetchone() == (True,)
