@@ -203,8 +203,8 @@ class AttemptWrites(StoreBase):
         error: Mapping[str, Any],
         cleanup: Cleanup | None = None,
     ) -> Job:
-        """The attempt failed for good: `failed` with its error (fenced); `cleanup` runs
-        first, only if the attempt still owns the job."""
+        """The attempt failed for good: `failed` with its error (fenced). `cleanup` runs in
+        the same transaction, only if the attempt still owns the job (see `Cleanup`)."""
         with self.engine.begin() as conn:
             job = self._fenced(
                 conn,
@@ -254,8 +254,9 @@ class AttemptWrites(StoreBase):
         return job
 
     def mark_cancelled(self, job_id: str, attempt: int, *, cleanup: Cleanup | None = None) -> Job:
-        """The attempt stopped after a cancel: `cancelled` (fenced); `cleanup` runs first,
-        only if the attempt still owns the job, and the status shows once it is done."""
+        """The attempt stopped after a cancel: `cancelled` (fenced). `cleanup` runs in the
+        same transaction, only if the attempt still owns the job, and the new status shows
+        once it is done (see `Cleanup`)."""
         with self.engine.begin() as conn:
             job = self._fenced(
                 conn,
