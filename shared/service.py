@@ -29,7 +29,7 @@ from shared.timefmt import format_iso, parse_iso, utcnow
 log = logging.getLogger(__name__)
 
 # Fields of `result` that are Ferry's own bookkeeping, not part of the API.
-_PRIVATE_RESULT = frozenset({"key", "session_start", "snapshot", "base"})
+_PRIVATE_RESULT = frozenset({"key", "session_start", "snapshot", "base", "apply_xid"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from shared.jobs.states import PHASES, JobType
 from shared.jobs.store import Job, JobStore
 from shared.params import ImportArchiveParams
 from shared.settings import Settings
-from shared.store.changes import anything_written_after, current_snapshot
+from shared.store.changes import anything_written_after, current_snapshot, written_by
 from shared.store.db import SHORT, raw_connection
 
 log = logging.getLogger(__name__)
@@ -386,6 +386,10 @@ class ImportArchive:
                     "edges_restored": edges,
                     "invalid_skipped": sum(c.get("invalid", 0) for c in report.counts.values()),
                     "warnings": report.warnings.total,
+                    # The apply's transaction: every row it wrote carries it as written_xid
+                    # until something writes the row again (change tracking; what an undo
+                    # needs to tell the import's rows from later changes).
+                    "apply_xid": written_by(conn),
                 }
                 checkpoint = {**ctx.checkpoint, "stage": "applied", "result": result}
                 if not JobStore.checkpoint_within(conn, ctx.job.id, ctx.attempt, checkpoint):

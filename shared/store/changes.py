@@ -37,6 +37,14 @@ def current_snapshot(conn: psycopg.Connection) -> str:
     return str(row[0])
 
 
+def written_by(conn: psycopg.Connection) -> str:
+    """The id of the connection's current transaction, which its writes carry as
+    `written_xid` (assigning one if it has none yet), as text."""
+    row = conn.execute("SELECT pg_current_xact_id()::text").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
 def written_after(alias: str, snapshot_param: str) -> str:
     """SQL: the row `alias` was written by a transaction the snapshot did not see.
 

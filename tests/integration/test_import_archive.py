@@ -572,6 +572,18 @@ def test_given_two_overlapping_imports_of_one_archive_when_both_confirmed_then_b
     assert done_second.result["replaced"] == dict.fromkeys(KINDS, 0)
     assert done_second.result["kept_existing"] == counts
     assert_rows_match(expected_rows(timeline), load_account(settings.database_url, person.id))
+    # Every record carries the transaction of the import that wrote it (change tracking).
+    with raw_connection(settings.database_url) as conn:
+        writers = {
+            row[0]
+            for table in ("places", "timeline_items", "samples")
+            for row in conn.execute(
+                f"SELECT DISTINCT written_xid::text FROM {table} WHERE account_id = %s",
+                (person.id,),
+            )
+        }
+    assert writers == {done_first.result["apply_xid"]}
+    assert done_second.result["apply_xid"] != done_first.result["apply_xid"]
 
 
 def test_given_references_to_the_accounts_own_records_when_imported_then_they_are_kept(
