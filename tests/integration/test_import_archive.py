@@ -940,7 +940,8 @@ def test_given_an_import_interrupted_once_when_resumed_then_data_equals_an_unint
         expected_rows(timeline, nulled=planted), load_account(settings.database_url, person.id)
     )
     assert done.result is not None and clean.result is not None
-    assert done.result == clean.result
+    # The same counts (each import's apply ran in a transaction of its own).
+    assert {**done.result, "apply_xid": None} == {**clean.result, "apply_xid": None}
     assert "validate" not in pipeline.started[2], pipeline.started
     if where == "finalize":
         assert "apply" not in pipeline.started[2], pipeline.started
