@@ -250,6 +250,7 @@ def export_in_process(bench: Bench, account: Account, *, real: bool) -> dict[str
         job_id=job.id,
         attempt=job.attempt,
         heartbeat_seconds=bench.settings.heartbeat_seconds,
+        lease_seconds=bench.settings.lease_seconds,
     )
     context = TimedContext if real else QuietContext
     ctx = context(

@@ -8,7 +8,6 @@ touches Redis and the queue, so a job never exists only in Redis.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from shared.errors import Conflict, Gone, NotFound
 from shared.jobs.live import LiveStore, announce_status
 from shared.jobs.pipeline import Pipelines, discard_job
 from shared.jobs.publisher import Publisher
-from shared.jobs.states import OWNED, JobType, Status
+from shared.jobs.requests import UPLOAD_EXPIRED
+from shared.jobs.states import OWNED, RESTARTABLE, UPLOAD_TYPES, JobType, Status
 from shared.jobs.store import Job, JobEvent, JobFilter, JobStore
 from shared.params import ImportArchiveParams, parse_export_request
 from shared.settings import Settings
@@ -29,7 +29,7 @@ from shared.timefmt import format_iso, parse_iso, utcnow
 log = logging.getLogger(__name__)
 
 # Fields of `result` that are Ferry's own bookkeeping, not part of the API.
-_PRIVATE_RESULT = frozenset({"key", "session_start"})
+_PRIVATE_RESULT = frozenset({"key", "session_start", "snapshot", "base", "apply_xid"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,24 +83,26 @@ class JobService:
     def submit_import(
         self, account_id: str, *, received: Path, filename: str, params: ImportArchiveParams
     ) -> Job:
-        """Keep a received upload under a new job's id, record the job, then publish it."""
-        job_id = str(uuid.uuid4())
-        size = self.storage.adopt_upload(job_id, received)
+        """Record a new import job, keep the received upload under its id, then publish it.
+
+        The row is committed before the upload is moved under its id, so the sweeper,
+        which removes uploads that belong to no job, never sees this one without its job.
+        """
+        size = received.stat().st_size
         if size > self.settings.max_upload_bytes:
-            self.storage.remove_upload(job_id)
             raise UploadTooLarge(
                 f"the upload is larger than {self.settings.max_upload_bytes} bytes"
             )
         stored = replace(params, filename=filename[:255], bytes=size)
+        job, _ = self.store.create(
+            account_id=account_id, type=JobType.IMPORT_ARCHIVE, params=stored.to_json()
+        )
         try:
-            job, _ = self.store.create(
-                account_id=account_id,
-                type=JobType.IMPORT_ARCHIVE,
-                params=stored.to_json(),
-                job_id=job_id,
-            )
+            self.storage.adopt_upload(job.id, received)
         except BaseException:
-            self.storage.remove_upload(job_id)
+            # Nobody has seen the job (it was never published): it goes with its upload.
+            self.store.remove_unpublished(job.id)
+            self.storage.remove_upload(job.id)
             raise
         self._publish(job.id)
         return job
@@ -185,11 +187,10 @@ class JobService:
 
     def cancel(self, job_id: str, *, account_id: str | None = None) -> Job:
         """Cancel a job (SPEC 7); Conflict when it already ended."""
-        job = self.store.request_cancel(job_id, account_id=account_id)
-        if job.status == Status.CANCELLED:
-            # Nothing was running: whatever it left (an upload, staging data) goes now.
-            discard_job(job, settings=self.settings, storage=self.storage, pipelines=self.pipelines)
-        else:
+        # Nothing was running if it is cancelled at once: what it left (staging data, a
+        # work folder) goes in the same transaction; a running job's worker cleans up.
+        job = self.store.request_cancel(job_id, account_id=account_id, cleanup=self._discard)
+        if job.status != Status.CANCELLED:
             try:
                 self.live.request_cancel(job.id)
             except Exception:
@@ -199,17 +200,40 @@ class JobService:
         return job
 
     def retry(self, job_id: str, *, account_id: str | None = None, by: str = "user") -> Job:
-        """Restart a failed or cancelled job: same id, attempt + 1, queued."""
-        job = self.store.restart(job_id, account_id=account_id, by=by)
+        """Restart a failed or cancelled job: same id, attempt + 1, queued.
+
+        An import needs its upload: Conflict ("upload expired") once the sweeper removed
+        it, FERRY_UPLOAD_RETENTION_HOURS after the import ended (SPEC 8).
+        """
+        job = self.store.get(job_id, account_id=account_id)
+        stored = self.storage.upload_path(job.id).is_file()
+        if job.type in UPLOAD_TYPES and job.status in RESTARTABLE and not stored:
+            raise Conflict(UPLOAD_EXPIRED)
+        job = self.store.restart(
+            job_id,
+            account_id=account_id,
+            upload_hours=self.settings.upload_retention_hours,
+            by=by,
+        )
         self._after_restart(job)
         return job
 
     def retry_matching(self, where: JobFilter, *, by: str = "ops") -> list[Job]:
-        """Restart every failed or cancelled job matching `where`."""
-        jobs = self.store.restart_matching(where, by=by)
+        """Restart every failed or cancelled job matching `where` (imports whose upload
+        has expired are left as they are)."""
+        jobs = self.store.restart_matching(
+            where, upload_hours=self.settings.upload_retention_hours, by=by
+        )
         for job in jobs:
             self._after_restart(job)
         return jobs
+
+    def _discard(self, job: Job) -> None:
+        try:
+            discard_job(job, settings=self.settings, storage=self.storage, pipelines=self.pipelines)
+        except Exception:
+            # What is left is found by the sweeper (`_leftovers`) on its next pass.
+            log.exception("job %s: could not remove what it left", job.id)
 
     def _after_restart(self, job: Job) -> None:
         # A restarted job starts clean: no flag from its cancel, no files from before.

@@ -54,7 +54,7 @@ def resources(app: Celery) -> Resources:
 
 def _build(app: Celery) -> Resources:
     settings: Settings = app.ferry_settings
-    engine = make_engine(settings.database_url, pool_size=3)
+    engine = make_engine(settings.database_url, pool_size=3, name="ferry-worker")
     live = RedisLiveStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
     storage = LocalStorage(settings.storage_root)
     publisher = CeleryPublisher(app, settings.jobs_queue)

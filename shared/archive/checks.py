@@ -17,6 +17,7 @@ from shared.archive.repeats import Repeats, remove_repeats
 from shared.archive.report import Report
 from shared.archive.staging import KINDS, Staging
 from shared.jobs.attempt import JobContext
+from shared.store.changes import current_snapshot
 
 
 def stage_checks(
@@ -25,9 +26,9 @@ def stage_checks(
     staging: Staging,
     files: list[DataFile],
     report: Report,
-) -> dict[str, int]:
+) -> tuple[dict[str, int], str]:
     """Run the set-based checks and report them; returns the rows staging holds
-    afterwards, per kind."""
+    afterwards, per kind, and the snapshot the conflict counts saw at least."""
     names = [f.relative for f in files]
     account = ctx.job.account_id
     staging.index(conn)
@@ -90,13 +91,16 @@ def stage_checks(
         " set to null",
     )
     staged = staging.counts(conn)
+    # Taken before the conflict queries (each statement has its own snapshot here):
+    # every record they missed was written by a transaction this one did not see.
+    snapshot = current_snapshot(conn)
     for kind in KINDS:
         existing, newer = staging.conflicts(conn, kind, account)
         report.count(kind, "valid", staged[kind])
         report.count(kind, "existing", existing)
         report.count(kind, "newer_in_archive", newer)
         ctx.advance(staged[kind])
-    return staged
+    return staged, snapshot
 
 
 def _report_repeats(report: Report, names: list[str], kind: str, found: Repeats) -> None:

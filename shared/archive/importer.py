@@ -10,8 +10,10 @@ Phases:
   stays), references that resolve neither in the archive nor in the account (nulled,
   with a warning), conflicts with the account.
   The report then waits for the user (`awaiting_confirmation`) unless `confirm` was set.
-- apply, edges: one transaction inserts places, items (edges null), samples, then
-  restores the edges, and writes the `applied` checkpoint in the same transaction.
+- apply, edges: one transaction, under a per-account lock, inserts places, items (edges
+  null), samples, then restores the edges, and writes the `applied` checkpoint in the
+  same transaction. Conflicts with the account are decided there, not by the preview:
+  another import may have written the same ids since (`_needs_conflict_check`).
 - finalize: staging tables, upload and work folder go.
 
 A resumed attempt starts over from the upload, unless staging is complete (after a
@@ -47,7 +49,8 @@ from shared.jobs.states import PHASES, JobType
 from shared.jobs.store import Job, JobStore
 from shared.params import ImportArchiveParams
 from shared.settings import Settings
-from shared.store.db import raw_connection
+from shared.store.changes import anything_written_after, written_by
+from shared.store.db import SHORT, raw_connection
 from shared.timefmt import format_iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -100,7 +103,9 @@ class ImportArchive:
 
     def discard(self, job: Job, settings: Settings) -> None:
         """Drop the job's staging tables (files go with storage)."""
-        with raw_connection(settings.database_url) as conn:
+        # Short limits: this runs while the job row is locked, and must not wait long for a
+        # lock on staging (the sweeper removes what is left otherwise).
+        with raw_connection(settings.database_url, limits=SHORT) as conn:
             Staging(job.id).drop(conn)
             conn.commit()
 
@@ -109,12 +114,12 @@ class ImportArchive:
     def _staging_intact(self, ctx: JobContext, staging: Staging) -> bool:
         """Whether staging still holds what the checkpoint says (UNLOGGED tables vanish
         after a database crash)."""
-        with raw_connection(ctx.settings.database_url) as conn:
+        with ctx.connect() as conn:
             return staging.exists(conn) and staging.counts(conn) == ctx.checkpoint.get("staged")
 
     def _prepare(self, ctx: JobContext, params: ImportArchiveParams, staging: Staging) -> Report:
         ctx.start_phase("unpack")
-        ctx.storage.remove_work(ctx.job.id, except_attempt=ctx.attempt)
+        ctx.storage.remove_work(ctx.job.id, older_than=ctx.attempt)
         upload = ctx.storage.upload_path(ctx.job.id)
         if not upload.is_file():
             raise BadRequest("the uploaded file is no longer stored; upload the archive again")
@@ -148,7 +153,7 @@ class ImportArchive:
             ctx.tracker.set_total(phase, sum(expected.values()))
         ctx.tracker.set_total("edges", expected["items"])
         ctx.report(force=True)
-        with raw_connection(ctx.settings.database_url) as conn:
+        with ctx.connect() as conn:
             unregister = ctx.watcher.on_interrupt(conn.cancel_safe)
             try:
                 staging.create(conn)
@@ -171,7 +176,7 @@ class ImportArchive:
                 ctx.start_phase("stage")
                 # What staging holds after its checks (repeated ids are gone by then): the
                 # apply's totals, and what a later delivery checks staging against.
-                staged = stage_checks(ctx, conn, staging, files, report)
+                staged, snapshot = stage_checks(ctx, conn, staging, files, report)
                 conn.commit()
             finally:
                 unregister()
@@ -181,6 +186,8 @@ class ImportArchive:
         ctx.checkpoint = {
             "stage": "staged",
             "staged": staged,
+            # What the preview's conflict counts were judged against (see `_apply`).
+            "snapshot": snapshot,
             "preview": report.as_dict(
                 on_conflict=params.on_conflict, skip_invalid=params.skip_invalid
             ),
@@ -275,11 +282,12 @@ class ImportArchive:
         account = ctx.job.account_id
         written = dict.fromkeys(KINDS, 0)
         replaced = dict.fromkeys(KINDS, 0)
-        with raw_connection(ctx.settings.database_url) as conn:
+        with ctx.connect() as conn:
             unregister = ctx.watcher.on_interrupt(conn.cancel_safe)
             try:
                 staging.prepare_apply(conn, account)
                 for kind in KINDS:
+                    conflicts = self._needs_conflict_check(ctx, conn, kind, report)
                     for file_no, rows in staging.file_numbers(conn, kind):
                         inserted, updated = staging.apply_file(
                             conn,
@@ -287,7 +295,7 @@ class ImportArchive:
                             file_no=file_no,
                             account_id=account,
                             on_conflict=params.on_conflict,
-                            conflicts=report.counts.get(kind, {}).get("existing", 0) > 0,
+                            conflicts=conflicts,
                         )
                         written[kind] += inserted
                         replaced[kind] += updated
@@ -305,6 +313,10 @@ class ImportArchive:
                     "edges_restored": edges,
                     "invalid_skipped": sum(c.get("invalid", 0) for c in report.counts.values()),
                     "warnings": report.warnings.total,
+                    # The apply's transaction: every row it wrote carries it as written_xid
+                    # until something writes the row again (change tracking; what an undo
+                    # needs to tell the import's rows from later changes).
+                    "apply_xid": written_by(conn),
                 }
                 checkpoint = {**ctx.checkpoint, "stage": "applied", "result": result}
                 if not JobStore.checkpoint_within(conn, ctx.job.id, ctx.attempt, checkpoint):
@@ -321,16 +333,40 @@ class ImportArchive:
         log.info("job %s: applied %s (replaced %s)", ctx.job.id, written, replaced)
 
     @staticmethod
+    def _needs_conflict_check(
+        ctx: JobContext, conn: psycopg.Connection, kind: str, report: Report
+    ) -> bool:
+        """Whether a kind's rows must go in with a per-row conflict check (ON CONFLICT).
+
+        Decided under the per-account lock, whatever the preview saw: the preview found no
+        record of this kind in the account, and no row of this kind was written in the
+        account since its snapshot (another import that overlapped, say), so none can
+        exist. That check is one range scan over recent writes (the (account_id,
+        written_xid) index), so the common case, a new account or fresh records, keeps
+        the plain INSERT and pays nothing per row; only when something was written since
+        does every row take the conflict path.
+        """
+        if report.counts.get(kind, {}).get("existing", 0) > 0:
+            return True
+        snapshot = ctx.checkpoint.get("snapshot")
+        if not snapshot:
+            return True  # staged before change tracking: nothing to judge by
+        return anything_written_after(
+            conn, kind=kind, account_id=ctx.job.account_id, snapshot=snapshot
+        )
+
+    @staticmethod
     def _cancelling(ctx: JobContext) -> bool:
         return ctx.store.get(ctx.job.id).status == "cancelling"
 
     def _finalize(self, ctx: JobContext, staging: Staging) -> Succeeded:
         ctx.committed = True
         ctx.start_phase("finalize")
-        with raw_connection(ctx.settings.database_url) as conn:
+        with ctx.connect() as conn:
             staging.drop(conn)
             conn.commit()
         ctx.storage.remove_upload(ctx.job.id)
-        ctx.storage.remove_work(ctx.job.id)
+        ctx.storage.remove_work(ctx.job.id, attempt=ctx.attempt)
+        ctx.storage.remove_work(ctx.job.id, older_than=ctx.attempt)
         ctx.finish_phase()
         return Succeeded(dict(ctx.checkpoint.get("result") or {}))

@@ -320,10 +320,12 @@ class Staging:
 
         Items go in with their edges null (`restore_edges` sets them once every item of
         the archive exists). `skip` keeps the account's record when the id exists;
-        `newer` replaces it when the archive's lastSaved is newer. When staging found no
-        id of this kind in the account (`conflicts` false), a plain INSERT does: it saves
-        the conflict probe per row (a duplicate that appeared meanwhile would still fail
-        the whole transaction, so nothing half-applies).
+        `newer` replaces it when the archive's lastSaved is newer. When the caller knows,
+        under the per-account lock, that no id of this kind can exist in the account
+        (`conflicts` false: see `ImportArchive._needs_conflict_check`), a plain INSERT
+        does: it saves the conflict probe per row. A writer outside Ferry's lock that
+        added such an id meanwhile would fail the whole transaction, so nothing
+        half-applies.
         """
         columns = COLUMNS[kind]
         live = _ident(LIVE_TABLE[kind])

@@ -3,7 +3,12 @@
 A `Watcher` thread heartbeats the lease, reads the cancel flag from Redis (10 times a
 second) and from the jobs row (at every heartbeat, so a lost Redis flag still cancels),
 and interrupts blocking database calls when a cancel arrives. The pipeline's own thread
-only reads two events at its batch boundaries, which costs nothing.
+only reads two events and a clock at its batch boundaries, which costs nothing.
+
+The lease is held only while heartbeats succeed: once the last one that reached
+PostgreSQL is older than FERRY_LEASE_SECONDS (the database is unreachable, or the whole
+process was frozen), the sweeper may have given the job to another attempt, so this one
+stops at its next batch boundary and writes nothing more, not even live progress.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine
 
 from shared.errors import JobCancelled, LeaseLost
@@ -22,6 +29,7 @@ from shared.jobs.live import LiveStore
 from shared.jobs.progress import ProgressTracker
 from shared.jobs.store import Job, JobStore
 from shared.settings import Settings
+from shared.store.db import attempt_session_name, raw_connection
 from shared.store.storage import LocalStorage
 from shared.timefmt import utcnow
 
@@ -46,6 +54,8 @@ class Watcher(threading.Thread):
         job_id: str,
         attempt: int,
         heartbeat_seconds: float,
+        lease_seconds: float,
+        renewed_at: float | None = None,
     ) -> None:
         super().__init__(name=f"watcher-{job_id[:8]}", daemon=True)
         self.store = store
@@ -53,6 +63,11 @@ class Watcher(threading.Thread):
         self.job_id = job_id
         self.attempt = attempt
         self.heartbeat_seconds = heartbeat_seconds
+        self.lease_seconds = lease_seconds
+        # Monotonic time at which the last successful heartbeat (or the claim) was sent:
+        # the database's heartbeat_at is no earlier, so this side gives up no later than
+        # the sweeper may take the job.
+        self.renewed_at = time.monotonic() if renewed_at is None else renewed_at
         self.cancelled = threading.Event()
         self.lost = threading.Event()
         self._halt = threading.Event()
@@ -107,16 +122,34 @@ class Watcher(threading.Thread):
         self.redis_down_since = None
         return flag
 
+    def holds_lease(self) -> bool:
+        """Whether this attempt may still act: not lost, and renewed within the lease."""
+        return not self.lost.is_set() and time.monotonic() - self.renewed_at < self.lease_seconds
+
     def _beat(self) -> None:
+        sent = time.monotonic()
         try:
             beat = self.store.heartbeat(self.job_id, self.attempt)
         except Exception:
-            log.exception("job %s: heartbeat failed; will try again", self.job_id)
+            if self.holds_lease():
+                log.warning("job %s: heartbeat failed; will try again", self.job_id, exc_info=True)
+            elif not self.lost.is_set():
+                log.error(
+                    "job %s: no heartbeat reached PostgreSQL for %.1fs (the lease);"
+                    " attempt %s treats its lease as lost and stops",
+                    self.job_id,
+                    time.monotonic() - self.renewed_at,
+                    self.attempt,
+                )
+                self.lost.set()
+                self._fire()
             return
         if not beat.owned:
             self.lost.set()
             self._fire()
-        elif beat.cancel_requested and not self.cancelled.is_set():
+            return
+        self.renewed_at = sent
+        if beat.cancel_requested and not self.cancelled.is_set():
             self.cancelled.set()
             self._fire()
 
@@ -178,7 +211,7 @@ class JobContext:
 
     def check(self) -> None:
         """Stop here if the job was cancelled or this attempt lost its lease."""
-        if self.watcher.lost.is_set():
+        if not self.watcher.holds_lease():
             raise LeaseLost(f"attempt {self.attempt} of job {self.job.id} lost its lease")
         if self.watcher.cancelled.is_set() and not self.committed:
             raise JobCancelled(self.job.id)
@@ -222,7 +255,12 @@ class JobContext:
         return self.tracker.snapshot(now=self._clock(), wall=utcnow())
 
     def report(self, *, force: bool = False, now: float | None = None) -> None:
-        """Publish progress to Redis; snapshot it to Postgres at boundaries and every 5 s."""
+        """Publish progress to Redis; snapshot it to Postgres at boundaries and every 5 s.
+
+        An attempt without its lease publishes nothing: the job may be another's now.
+        """
+        if not self.watcher.holds_lease():
+            return
         now = self._clock() if now is None else now
         progress = self.snapshot()
         self._last_live = now
@@ -233,6 +271,25 @@ class JobContext:
         if force or now - self._last_snapshot >= SNAPSHOT_INTERVAL:
             self._last_snapshot = now
             self.store.save_progress(self.job.id, self.attempt, progress)
+
+    # --- database and lease ---------------------------------------------------------------
+
+    def connect(self) -> AbstractContextManager[psycopg.Connection]:
+        """A data connection of this attempt, named after it in pg_stat_activity (so the
+        sweeper can end it if the lease expires), with the limits for long work."""
+        return raw_connection(
+            self.settings.database_url, name=attempt_session_name(self.job.id, self.attempt)
+        )
+
+    def confirm_lease(self) -> None:
+        """Renew the lease now and make sure this attempt still owns the job (LeaseLost
+        otherwise): done right before something only the owner may do, e.g. publish."""
+        self.check()
+        sent = time.monotonic()
+        if not self.store.heartbeat(self.job.id, self.attempt).owned:
+            self.watcher.lost.set()
+            raise LeaseLost(f"attempt {self.attempt} of job {self.job.id} lost its lease")
+        self.watcher.renewed_at = max(self.watcher.renewed_at, sent)
 
     # --- checkpoint -------------------------------------------------------------------
 

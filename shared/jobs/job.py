@@ -8,7 +8,7 @@ states what must hold, so two processes racing on one job cannot both win.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -73,6 +73,13 @@ class Job:
     def terminal(self) -> bool:
         """Whether the job has reached succeeded, failed or cancelled."""
         return is_terminal(self.status)
+
+
+Cleanup = Callable[[Job], None]
+"""Removes what a job left. A state change that ends a job runs it inside its own
+transaction, after its conditional UPDATE matched: so it runs only if the change happens,
+while the job row is locked (no sweeper, restart or newer attempt can act on the job
+until both are done), and the new status is seen only once it is done."""
 
 
 @dataclass(frozen=True, slots=True)

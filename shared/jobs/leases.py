@@ -15,6 +15,7 @@ from shared.jobs.job import (
     COLUMNS,
     OWNED_SQL,
     RUNNING_SQL,
+    Cleanup,
     Heartbeat,
     Job,
     StoreBase,
@@ -194,8 +195,16 @@ class AttemptWrites(StoreBase):
             write_event(conn, job_id, attempt, "succeeded", None)
         return job
 
-    def fail(self, job_id: str, attempt: int, *, error: Mapping[str, Any]) -> Job:
-        """The attempt failed for good: `failed` with its error (fenced)."""
+    def fail(
+        self,
+        job_id: str,
+        attempt: int,
+        *,
+        error: Mapping[str, Any],
+        cleanup: Cleanup | None = None,
+    ) -> Job:
+        """The attempt failed for good: `failed` with its error (fenced). `cleanup` runs in
+        the same transaction, only if the attempt still owns the job (see `Cleanup`)."""
         with self.engine.begin() as conn:
             job = self._fenced(
                 conn,
@@ -205,6 +214,8 @@ class AttemptWrites(StoreBase):
                 {"e": to_json(error)},
             )
             write_event(conn, job_id, attempt, "failed", dict(error))
+            if cleanup is not None:
+                cleanup(job)
         return job
 
     def retry_later(
@@ -242,8 +253,10 @@ class AttemptWrites(StoreBase):
             write_event(conn, job_id, attempt, "awaiting_confirmation", None)
         return job
 
-    def mark_cancelled(self, job_id: str, attempt: int) -> Job:
-        """The attempt stopped and cleaned up after a cancel: `cancelled` (fenced)."""
+    def mark_cancelled(self, job_id: str, attempt: int, *, cleanup: Cleanup | None = None) -> Job:
+        """The attempt stopped after a cancel: `cancelled` (fenced). `cleanup` runs in the
+        same transaction, only if the attempt still owns the job, and the new status shows
+        once it is done (see `Cleanup`)."""
         with self.engine.begin() as conn:
             job = self._fenced(
                 conn,
@@ -254,6 +267,8 @@ class AttemptWrites(StoreBase):
                 {},
             )
             write_event(conn, job_id, attempt, "cancelled", None)
+            if cleanup is not None:
+                cleanup(job)
         return job
 
     def record(

@@ -46,10 +46,25 @@ Pipelines = Mapping[str, Pipeline]
 
 
 def discard_job(
-    job: Job, *, settings: Settings, storage: LocalStorage, pipelines: Pipelines
+    job: Job,
+    *,
+    settings: Settings,
+    storage: LocalStorage,
+    pipelines: Pipelines,
+    up_to_attempt: int | None = None,
 ) -> None:
-    """Remove everything a failed or cancelled job left: files, uploads, staging data."""
-    storage.remove_job(job.id)
+    """Remove what a failed or cancelled job left: work folders and published output
+    (with `up_to_attempt`, those of that attempt and earlier ones only: an attempt that
+    cleans up never touches a later attempt's), and what the pipeline keeps outside
+    storage (staging tables).
+
+    The upload stays, so the job can be restarted; the sweeper removes it once
+    FERRY_UPLOAD_RETENTION_HOURS have passed (SPEC 8). Callers run this only while they
+    hold the job (inside the state change that ends it), never after losing it.
+    """
+    older_than = None if up_to_attempt is None else up_to_attempt + 1
+    storage.remove_work(job.id, older_than=older_than)
+    storage.remove_output(job.id, older_than=older_than)
     pipeline = pipelines.get(job.type)
     if pipeline is not None:
         pipeline.discard(job, settings)

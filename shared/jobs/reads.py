@@ -24,6 +24,7 @@ from shared.jobs.job import (
     write_event,
 )
 from shared.jobs.states import Status
+from shared.store.changes import BASE_EXPORT_SQL
 from shared.timefmt import format_iso, parse_iso
 
 
@@ -135,17 +136,30 @@ class JobReads(StoreBase):
             )
             return {r.id: (r.status, r.attempt) for r in rows}
 
-    def last_succeeded(self, account_id: str, type: str) -> Job | None:
-        """The account's most recent succeeded job of `type`."""
+    def incremental_base(self, account_id: str) -> Job | None:
+        """The export an incremental export of the account builds on (SPEC 4): its latest
+        succeeded full or incremental export that recorded its snapshot; None if none."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 text(
-                    f"SELECT {COLUMNS} FROM jobs WHERE account_id = :a AND type = :t"
-                    " AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1"
+                    f"SELECT {COLUMNS} FROM jobs WHERE account_id = :a AND {BASE_EXPORT_SQL}"
+                    " ORDER BY finished_at DESC LIMIT 1"
                 ),
-                {"a": account_id, "t": type},
+                {"a": account_id},
             ).first()
         return None if row is None else row_job(row)
+
+    def remove_unpublished(self, job_id: str) -> None:
+        """Delete a job nobody has seen: created, never published, never claimed (a
+        submission that failed after recording it)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "DELETE FROM jobs WHERE id = :id AND status = 'queued' AND attempt = 1"
+                    " AND started_at IS NULL"
+                ),
+                {"id": job_id},
+            )
 
 
 def _encode_cursor(job: Job) -> str:

@@ -12,23 +12,32 @@ from shared.jobs.job import (
     CANCEL_AT_ONCE_SQL,
     COLUMNS,
     RESTARTABLE_SQL,
+    Cleanup,
     Job,
     JobFilter,
     filter_sql,
     row_job,
+    status_list,
     write_event,
 )
 from shared.jobs.reads import JobReads
-from shared.jobs.states import Status
+from shared.jobs.states import UPLOAD_TYPES, Status
+
+UPLOAD_TYPES_SQL = status_list(UPLOAD_TYPES)
+UPLOAD_EXPIRED = "upload expired; upload the file again"
 
 
 class JobRequests(JobReads):
     """Requests from users and operators (each one conditional statement)."""
 
-    def request_cancel(self, job_id: str, *, account_id: str | None = None) -> Job:
+    def request_cancel(
+        self, job_id: str, *, account_id: str | None = None, cleanup: Cleanup | None = None
+    ) -> Job:
         """Cancel: queued or awaiting jobs are cancelled at once, running ones cancelling.
 
-        Conflict for a terminal job, NotFound for a job the caller cannot see.
+        A job cancelled at once has `cleanup` run inside the same transaction (a running
+        one is cleaned by its worker). Conflict for a terminal job, NotFound for a job
+        the caller cannot see.
         """
         scope = " AND account_id = :account_id" if account_id else ""
         with self.engine.begin() as conn:
@@ -49,28 +58,58 @@ class JobRequests(JobReads):
             if row is not None:
                 job = row_job(row)
                 write_event(conn, job.id, job.attempt, "cancel_requested", {"status": job.status})
+                if cleanup is not None and job.status == Status.CANCELLED:
+                    cleanup(job)
                 return job
         current = self.get(job_id, account_id=account_id)  # raises NotFound
         raise Conflict(f"job is {current.status}; only unfinished jobs can be cancelled")
 
-    def restart(self, job_id: str, *, account_id: str | None = None, by: str = "user") -> Job:
-        """Restart a failed or cancelled job: same id, attempt + 1, `queued`, error cleared."""
+    def restart(
+        self,
+        job_id: str,
+        *,
+        upload_hours: float,
+        account_id: str | None = None,
+        by: str = "user",
+    ) -> Job:
+        """Restart a failed or cancelled job: same id, attempt + 1, `queued`, error cleared.
+
+        A job that runs from an upload is restarted only within `upload_hours` of its
+        end, while the sweeper keeps the upload (SPEC 8); later it is a Conflict.
+        """
         jobs = self._restart(
             f"id = :id{' AND account_id = :account_id' if account_id else ''}",
             {"id": job_id, "account_id": account_id},
+            upload_hours=upload_hours,
             by=by,
         )
         if jobs:
             return jobs[0]
         current = self.get(job_id, account_id=account_id)
+        if current.status in (Status.FAILED, Status.CANCELLED):
+            raise Conflict(UPLOAD_EXPIRED)
         raise Conflict(f"job is {current.status}; only failed or cancelled jobs can be restarted")
 
-    def restart_matching(self, where: JobFilter, *, by: str = "ops") -> list[Job]:
-        """Restart every failed or cancelled job that matches `where`."""
+    def restart_matching(
+        self, where: JobFilter, *, upload_hours: float, by: str = "ops"
+    ) -> list[Job]:
+        """Restart every failed or cancelled job that matches `where` (imports only while
+        their upload is kept)."""
         clauses, params = filter_sql(where)
-        return self._restart(" AND ".join(clauses) or "TRUE", params, by=by)
+        return self._restart(
+            " AND ".join(clauses) or "TRUE", params, upload_hours=upload_hours, by=by
+        )
 
-    def _restart(self, where_sql: str, params: Mapping[str, Any], *, by: str) -> list[Job]:
+    def _restart(
+        self, where_sql: str, params: Mapping[str, Any], *, upload_hours: float, by: str
+    ) -> list[Job]:
+        # The sweeper removes an upload only when its job ended more than `upload_hours`
+        # ago by the database's clock; a restart is refused by the same clock, so the two
+        # can never both win (a restarted job is live, and the sweeper leaves it alone).
+        kept = (
+            f"(type NOT IN {UPLOAD_TYPES_SQL}"
+            " OR finished_at > now() - make_interval(secs => :upload_seconds))"
+        )
         with self.engine.begin() as conn:
             rows = conn.execute(
                 text(
@@ -79,9 +118,10 @@ class JobRequests(JobReads):
                     " result = NULL, progress = NULL, checkpoint = NULL, preview = NULL,"
                     " cancel_requested_at = NULL, finished_at = NULL, not_before = NULL,"
                     " heartbeat_at = NULL, queued_at = now(), updated_at = now()"
-                    f" WHERE status IN {RESTARTABLE_SQL} AND {where_sql} RETURNING {COLUMNS}"
+                    f" WHERE status IN {RESTARTABLE_SQL} AND {kept} AND {where_sql}"
+                    f" RETURNING {COLUMNS}"
                 ),
-                dict(params),
+                {**params, "upload_seconds": upload_hours * 3600},
             ).all()
             jobs = [row_job(r) for r in rows]
             for job in jobs:

@@ -3,7 +3,12 @@
 This is the lifecycle every job type shares, written once: the Celery task only calls
 `JobRunner.run(job_id)`. Errors are translated here, in one place: retryable ones go
 back to the queue with backoff until FERRY_MAX_ATTEMPTS, others fail at once; a failed
-or cancelled job's partial output is removed before its status says so.
+or cancelled job's partial output is removed before its status says so, inside the
+fenced state change (so an attempt that lost the job removes nothing).
+
+Nothing escapes `run`: an attempt that lost its lease, or cannot reach PostgreSQL to say
+how it ended, logs it and returns. Its lease then runs out and the sweeper decides, from
+the row, what happens next; the Celery task never fails with the job's state unknown.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ def classify(exc: BaseException) -> FerryError:
     if isinstance(
         exc,
         psycopg.OperationalError
+        # The server ended a transaction left idle too long (the job's worker was frozen).
+        | psycopg.errors.IdleInTransactionSessionTimeout
         | sqlalchemy.exc.OperationalError
         | sqlalchemy.exc.InterfaceError
         | redis.ConnectionError
@@ -100,7 +107,9 @@ class JobRunner:
         self.clock = clock
 
     def run(self, job_id: str) -> str | None:
-        """Run one delivery of `job_id`; returns the status it left, None if not claimed."""
+        """Run one delivery of `job_id`; returns the status it left, None if not claimed
+        (or if how it ended could not be recorded)."""
+        claimed_at = time.monotonic()
         try:
             job = self.store.claim(job_id, worker=self.name)
         except Exception:
@@ -121,6 +130,8 @@ class JobRunner:
             job_id=job.id,
             attempt=job.attempt,
             heartbeat_seconds=self.settings.heartbeat_seconds,
+            lease_seconds=self.settings.lease_seconds,
+            renewed_at=claimed_at,
         )
         ctx = JobContext(
             job=job,
@@ -138,6 +149,11 @@ class JobRunner:
         watcher.start()
         try:
             return self._run(ctx, pipeline)
+        except Exception:
+            # Whatever happened, the row still says what the job is; the lease runs out
+            # and the sweeper takes it from there.
+            log.exception("job %s: attempt %s ended without recording how", job.id, job.attempt)
+            return None
         finally:
             watcher.stop()
 
@@ -154,7 +170,7 @@ class JobRunner:
             )
             return None
         except Exception as exc:
-            if ctx.watcher.lost.is_set():
+            if not ctx.watcher.holds_lease():
                 log.warning("job %s: attempt %s lost its lease (%s)", job.id, job.attempt, exc)
                 return None
             if ctx.cancel_requested and not ctx.committed:
@@ -167,11 +183,41 @@ class JobRunner:
             self._save_progress(ctx)
             return self._fail(job, error)
         if isinstance(outcome, AwaitConfirmation):
-            self._save_progress(ctx)
-            done = self.store.await_confirmation(job.id, job.attempt, preview=outcome.preview)
-            announce_status(self.live, done.id, Status.AWAITING_CONFIRMATION, done.attempt)
-            return done.status
+            return self._await(ctx, outcome)
         return self._succeed(ctx, outcome)
+
+    def _await(self, ctx: JobContext, outcome: AwaitConfirmation) -> str | None:
+        job = ctx.job
+        self._save_progress(ctx)
+        try:
+            done = self.store.await_confirmation(job.id, job.attempt, preview=outcome.preview)
+        except LeaseLost:
+            return self._after_lost_end(job, "stopped for confirmation")
+        except Exception:
+            log.exception("job %s: could not record that it awaits confirmation", job.id)
+            return None
+        announce_status(self.live, done.id, Status.AWAITING_CONFIRMATION, done.attempt)
+        return done.status
+
+    def _after_lost_end(self, job: Job, what: str) -> str | None:
+        """A fenced end found the job changed: a cancel that came after the last check
+        wins (this attempt still owns the job and cleans up); otherwise it lost the job."""
+        try:
+            current = self.store.get(job.id)
+        except Exception:
+            log.exception("job %s: %s, but could not re-read the job", job.id, what)
+            return None
+        if current.status == Status.CANCELLING and current.attempt == job.attempt:
+            return self._cancel(job)
+        log.warning(
+            "job %s: attempt %s %s but no longer owns the job (%s, attempt %s)",
+            job.id,
+            job.attempt,
+            what,
+            current.status,
+            current.attempt,
+        )
+        return None
 
     def _succeed(self, ctx: JobContext, outcome: Succeeded) -> str | None:
         job = ctx.job
@@ -186,11 +232,15 @@ class JobRunner:
                 despite_cancel=ctx.committed,
             )
         except LeaseLost:
-            current = self.store.get(job.id)
-            if current.status == Status.CANCELLING and current.attempt == job.attempt:
-                # The cancel came after the last check: it wins, and the output goes.
-                return self._cancel(job)
-            log.warning("job %s: finished work but no longer owns the job", job.id)
+            status = self._after_lost_end(job, "finished its work")
+            if status is None:
+                # What this attempt published is its own, and will never be the download.
+                self._remove_own_output(job)
+            return status
+        except Exception:
+            # Unknown whether the success committed: leave everything as it is. The
+            # sweeper requeues the job if it is still running once the lease runs out.
+            log.exception("job %s: could not record that it succeeded", job.id)
             return None
         self._put_progress(job.id, final)
         announce_status(self.live, done.id, Status.SUCCEEDED, done.attempt)
@@ -198,12 +248,14 @@ class JobRunner:
         return done.status
 
     def _cancel(self, job: Job) -> str | None:
-        """Remove everything the job wrote, then say `cancelled`."""
-        discard_job(job, settings=self.settings, storage=self.storage, pipelines=self.pipelines)
+        """Remove what this attempt wrote, then say `cancelled` (one fenced transaction)."""
         try:
-            done = self.store.mark_cancelled(job.id, job.attempt)
+            done = self.store.mark_cancelled(job.id, job.attempt, cleanup=self._discard_own)
         except LeaseLost:
             log.warning("job %s: cancelled, but the attempt no longer owns the job", job.id)
+            return None
+        except Exception:
+            log.exception("job %s: could not record the cancel", job.id)
             return None
         self._clear_flag(job.id)
         announce_status(self.live, done.id, Status.CANCELLED, done.attempt)
@@ -222,8 +274,9 @@ class JobRunner:
                 announce_status(self.live, done.id, Status.QUEUED, done.attempt)
                 log.info("job %s: retrying as attempt %s in %.1fs", job.id, done.attempt, delay)
                 return done.status
-            discard_job(job, settings=self.settings, storage=self.storage, pipelines=self.pipelines)
-            done = self.store.fail(job.id, job.attempt, error=error.as_dict())
+            done = self.store.fail(
+                job.id, job.attempt, error=error.as_dict(), cleanup=self._discard_own
+            )
         except LeaseLost:
             log.warning("job %s: failure not recorded, the attempt no longer owns the job", job.id)
             return None
@@ -233,6 +286,33 @@ class JobRunner:
             return None
         announce_status(self.live, done.id, Status.FAILED, done.attempt)
         return done.status
+
+    # --- cleanup ----------------------------------------------------------------------------
+
+    def _discard_own(self, job: Job) -> None:
+        """What the job left goes: this attempt's work folder and output, what earlier
+        attempts left there, the job's staging tables.
+
+        Runs inside the fenced state change that ends the job, so only while this attempt
+        owns it (no later attempt can exist then, and a later attempt's folder is never
+        touched anyway). A failure here is left to the sweeper.
+        """
+        try:
+            discard_job(
+                job,
+                settings=self.settings,
+                storage=self.storage,
+                pipelines=self.pipelines,
+                up_to_attempt=job.attempt,
+            )
+        except Exception:
+            log.exception("job %s: cleanup failed; the sweeper will remove what is left", job.id)
+
+    def _remove_own_output(self, job: Job) -> None:
+        try:
+            self.storage.remove_output(job.id, attempt=job.attempt)
+        except Exception:
+            log.warning("job %s: attempt %s's output stays for the sweeper", job.id, job.attempt)
 
     # --- best-effort side channels ----------------------------------------------------------
 

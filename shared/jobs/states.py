@@ -35,6 +35,9 @@ OWNED = frozenset({Status.RUNNING, Status.CANCELLING})
 CANCEL_AT_ONCE = frozenset({Status.QUEUED, Status.AWAITING_CONFIRMATION})
 # An operator or user may restart these.
 RESTARTABLE = frozenset({Status.FAILED, Status.CANCELLED})
+# Jobs that run from an uploaded file, kept until they succeed or for
+# FERRY_UPLOAD_RETENTION_HOURS after they failed or were cancelled (SPEC 8).
+UPLOAD_TYPES = frozenset({JobType.IMPORT_ARCHIVE, JobType.IMPORT_TABLE})
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED}),

@@ -19,8 +19,10 @@ from shared.jobs.pipeline import Pipelines, discard_job
 from shared.jobs.publisher import Publisher
 from shared.jobs.states import Status
 from shared.jobs.store import Job, JobStore
+from shared.jobs.sweeps import LIVE
 from shared.settings import Settings
-from shared.store.db import raw_connection
+from shared.store.changes import prune_deletions
+from shared.store.db import SHORT, end_attempt_sessions, raw_connection
 from shared.store.staging import drop_job_tables, leftover_job_ids
 from shared.store.storage import LocalStorage
 from shared.timefmt import format_iso, utcnow
@@ -32,7 +34,6 @@ log = logging.getLogger(__name__)
 BUSY_FACTOR = 20
 # A received upload no request adopted within this long is from a request that died.
 INCOMING_MAX_AGE_SECONDS = 3600
-LIVE = frozenset({Status.QUEUED, Status.RUNNING, Status.CANCELLING, Status.AWAITING_CONFIRMATION})
 
 
 @dataclass(slots=True)
@@ -49,6 +50,7 @@ class SweepReport:
     removed_staging: list[str] = field(default_factory=list)
     expired_downloads: list[str] = field(default_factory=list)
     expired_unconfirmed: list[str] = field(default_factory=list)
+    pruned_deletions: int = 0
 
     def any(self) -> bool:
         """Whether the sweep changed anything."""
@@ -85,6 +87,7 @@ class Sweeper:
         self._expired_downloads(report)
         self._unconfirmed_imports(report)
         self._leftovers(report)
+        self._prune_deletions(report)
         if report.any():
             log.info("sweep: %s", report)
         return report
@@ -93,13 +96,15 @@ class Sweeper:
         """Running attempts that stopped heartbeating: queue again, or fail, or cancel."""
         for job in self.store.expired_leases(self.settings.lease_seconds):
             if job.status == Status.CANCELLING:
-                if self.store.cancel_expired(job) is not None:
-                    self._discard(job)
+                if self.store.cancel_expired(job, cleanup=self._take_and_discard) is not None:
                     announce_status(self.live, job.id, Status.CANCELLED, job.attempt)
                     report.cancelled.append(job.id)
             elif job.attempts_used < self.settings.max_attempts:
                 again = self.store.requeue_interrupted(job)
                 if again is not None:
+                    # End the lost attempt's sessions before the next one is published: a
+                    # frozen worker's open transaction would hold its locks (an import's).
+                    self._end_sessions(job)
                     self._publish(again.id)
                     announce_status(self.live, again.id, Status.QUEUED, again.attempt)
                     report.requeued.append(job.id)
@@ -108,8 +113,10 @@ class Sweeper:
                     f"attempt {job.attempt} stopped heartbeating (worker {job.worker or '?'}"
                     f" lost); {job.attempts_used} attempt(s) used"
                 )
-                if self.store.fail_interrupted(job, error=error.as_dict()) is not None:
-                    self._discard(job)
+                closed = self.store.fail_interrupted(
+                    job, error=error.as_dict(), cleanup=self._take_and_discard
+                )
+                if closed is not None:
                     announce_status(self.live, job.id, Status.FAILED, job.attempt)
                     report.failed.append(job.id)
 
@@ -140,14 +147,12 @@ class Sweeper:
             report.expired_downloads.append(job.id)
 
     def _unconfirmed_imports(self, report: SweepReport) -> None:
-        """Imports never confirmed within the upload retention: cancel and remove the upload."""
-        for job in self.store.unconfirmed_since(self.settings.upload_retention_hours):
-            try:
-                cancelled = self.store.request_cancel(job.id)
-            except Exception:
-                continue  # confirmed or cancelled meanwhile
-            self.store.record(job.id, job.attempt, "expired_unconfirmed", None)
-            self._discard(cancelled)
+        """Imports never confirmed within the upload retention: cancelled, staging and work
+        removed; the upload stays as long as any cancelled import's (SPEC 8)."""
+        for job in self.store.cancel_unconfirmed(
+            self.settings.upload_retention_hours, cleanup=self._discard
+        ):
+            announce_status(self.live, job.id, Status.CANCELLED, job.attempt)
             report.expired_unconfirmed.append(job.id)
 
     def _leftovers(self, report: SweepReport) -> None:
@@ -157,12 +162,12 @@ class Sweeper:
             self.storage.output_job_ids(),
             self.storage.upload_job_ids(),
         )
-        with raw_connection(self.settings.database_url) as conn:
+        with raw_connection(self.settings.database_url, limits=SHORT) as conn:
             staged = leftover_job_ids(conn)
         known = self.store.statuses_of(set(work) | set(outputs) | set(uploads) | staged)
         for job_id in staged:
             if known.get(job_id, (None, 0))[0] not in LIVE:
-                with raw_connection(self.settings.database_url) as conn:
+                with raw_connection(self.settings.database_url, limits=SHORT) as conn:
                     drop_job_tables(conn, job_id)
                     conn.commit()
                 report.removed_staging.append(job_id)
@@ -174,16 +179,45 @@ class Sweeper:
                 self.storage.remove_work(job_id)
                 report.removed_work.append(job_id)
         for job_id in outputs:
-            status = known.get(job_id, (None, 0))[0]
-            # A running export publishes just before it records success: keep it.
-            if status not in LIVE and status != Status.SUCCEEDED:
+            status, attempt = known.get(job_id, (None, 0))
+            if status in LIVE or status == Status.SUCCEEDED:
+                # The current attempt's output is the download (or, while the job runs,
+                # about to be); what other attempts published never will be.
+                if self.storage.remove_output(job_id, except_attempt=attempt):
+                    report.removed_outputs.append(job_id)
+            else:
                 self.storage.remove_output(job_id)
                 report.removed_outputs.append(job_id)
-        for job_id in uploads:
-            status = known.get(job_id, (None, 0))[0]
-            if status not in LIVE:
-                self.storage.remove_upload(job_id)
-                report.removed_uploads.append(job_id)
+        retention = self.settings.upload_retention_hours
+        for job_id in sorted(self.store.unneeded_uploads(uploads, upload_hours=retention)):
+            self.storage.remove_upload(job_id)
+            report.removed_uploads.append(job_id)
+
+    def _prune_deletions(self, report: SweepReport) -> None:
+        """Deleted-record entries no incremental export can list any more."""
+        with raw_connection(self.settings.database_url, limits=SHORT) as conn:
+            report.pruned_deletions = prune_deletions(conn)
+            conn.commit()
+
+    def _end_sessions(self, job: Job) -> None:
+        """End the database sessions of the job's attempts up to `job.attempt`."""
+        try:
+            with raw_connection(self.settings.database_url, limits=SHORT, autocommit=True) as conn:
+                ended = end_attempt_sessions(conn, job.id, up_to_attempt=job.attempt)
+            if ended:
+                log.warning(
+                    "sweep: ended %s database session(s) of job %s attempt %s (lease expired)",
+                    ended,
+                    job.id,
+                    job.attempt,
+                )
+        except Exception:
+            log.exception("sweep: could not end the sessions of job %s", job.id)
+
+    def _take_and_discard(self, job: Job) -> None:
+        """Cleanup of a job taken from a lost attempt: end its sessions, then discard."""
+        self._end_sessions(job)
+        self._discard(job)
 
     def _discard(self, job: Job) -> None:
         try:

@@ -28,7 +28,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.dialects.postgresql.base import ischema_names
+from sqlalchemy.types import TypeEngine, UserDefinedType
 
 from shared.fields import (
     ITEM_BASE_FIELDS,
@@ -60,6 +61,32 @@ _TYPES: dict[Kind, TypeEngine[Any]] = {
     Kind.BOOL: Boolean(),
     Kind.DATE: DateTime(timezone=True),
 }
+
+
+class Xid8(UserDefinedType[str]):
+    """PostgreSQL's 64-bit transaction id (`xid8`), as its text."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        """The type's name in DDL."""
+        return "xid8"
+
+
+# So that reflection (the migrations test) reads `xid8` columns back as this type.
+ischema_names.setdefault("xid8", Xid8)
+
+
+def _written_xid() -> Column[str]:
+    """The transaction that last wrote the row (change tracking, `shared/store/changes.py`).
+
+    The default is evaluated per inserted row; a BEFORE UPDATE trigger refreshes it. The
+    triggers (and the statement-level AFTER DELETE ones that fill `deleted_records`) are
+    created by migration 0005.
+    """
+    return Column(
+        "written_xid", Xid8(), nullable=False, server_default=text("pg_current_xact_id()")
+    )
 
 
 def _tz() -> DateTime:
@@ -192,10 +219,12 @@ places = Table(
     _account_id(),
     Column("id", UUID(as_uuid=False), primary_key=True),
     *_columns(PLACE_FIELDS),
+    _written_xid(),
     CheckConstraint("name <> ''", name="name_not_empty"),
     *_field_checks(PLACE_FIELDS),
     CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude"),
     CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude"),
+    Index("places_account_written_idx", "account_id", "written_xid"),
 )
 
 timeline_items = Table(
@@ -205,6 +234,7 @@ timeline_items = Table(
     Column("id", UUID(as_uuid=False), primary_key=True),
     *_columns(ITEM_BASE_FIELDS),
     *_columns(VISIT_FIELDS + TRIP_FIELDS, part=True),
+    _written_xid(),
     CheckConstraint("end_date >= start_date", name="end_after_start"),
     CheckConstraint("previous_item_id <> id", name="previous_not_self"),
     CheckConstraint("next_item_id <> id", name="next_not_self"),
@@ -236,6 +266,7 @@ timeline_items = Table(
         name="timeline_items_place_fkey",
     ),
     Index("timeline_items_account_start_idx", "account_id", "start_date"),
+    Index("timeline_items_account_written_idx", "account_id", "written_xid"),
 )
 
 # samples has no foreign keys: each one's per-row check costs more than the row itself
@@ -249,12 +280,35 @@ samples = Table(
     Column("id", UUID(as_uuid=False), primary_key=True),
     *_columns(SAMPLE_FIELDS),
     *_field_checks(SAMPLE_FIELDS),
+    _written_xid(),
     CheckConstraint("moving_state BETWEEN -1 AND 1", name="moving_state"),
     CheckConstraint("recording_state BETWEEN 0 AND 5", name="recording_state"),
     CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude"),
     CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude"),
     Index("samples_account_date_idx", "account_id", "date"),
     Index("samples_account_item_idx", "account_id", "timeline_item_id"),
+    # Identical keys within one import's transaction: btree deduplication keeps this
+    # index small, and every insert lands on its rightmost page.
+    Index("samples_account_written_idx", "account_id", "written_xid"),
+)
+
+# One row per deleted record (filled by statement-level AFTER DELETE triggers), so an
+# incremental export can list `deletedIds` and a resumed one can tell which bucket lost a
+# record. No foreign key: the rows of a deleted account pass through here too, and the
+# sweeper prunes what no export can need any more.
+deleted_records = Table(
+    "deleted_records",
+    metadata,
+    Column("account_id", UUID(as_uuid=False), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("id", UUID(as_uuid=False), nullable=False),
+    # The record's bucket key when it was deleted: an item's start date, a sample's date
+    # (a place's bucket comes from its id).
+    Column("bucket_at", _tz()),
+    Column("deleted_xid", Xid8(), nullable=False, server_default=text("pg_current_xact_id()")),
+    Column("deleted_at", _tz(), nullable=False, server_default=text("now()")),
+    CheckConstraint("kind IN ('places', 'items', 'samples')", name="kind"),
+    Index("deleted_records_account_kind_xid_idx", "account_id", "kind", "deleted_xid"),
 )
 
 jobs = Table(

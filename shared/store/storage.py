@@ -1,17 +1,21 @@
 """Where export output, uploads and work folders live: a local folder (`STORAGE_URL`).
 
 Layout under the root:
-  work/{job_id}/{attempt}/   an attempt's scratch space (only that attempt writes there)
-  exports/{job_id}/{name}    a finished export, moved in whole by one rename
-  uploads/{job_id}/upload    an import's uploaded file
+  work/{job_id}/{attempt}/             an attempt's scratch space (only it writes there)
+  exports/{job_id}/{attempt}/{name}    a finished export, moved in whole by one rename
+  uploads/{job_id}/upload              an import's uploaded file
 
 Work folders and `exports/` share one file system, so publishing is an atomic rename and
-a reader never sees a half-written download. Storage has no in-memory twin: tests use a
+a reader never sees a half-written download. Output is per attempt too: a stale attempt
+that publishes (it checks its lease first, but cannot rule out being frozen right after)
+writes only into its own folder, which the job's result never names, so it can never
+replace the download of the attempt that succeeded. Storage has no in-memory twin: tests use a
 real temporary folder, which is as fast as a fake and cannot drift from it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -70,17 +74,20 @@ class LocalStorage:
                         found[int(child.name)] = child
         return found
 
-    def remove_work(self, job_id: str, *, except_attempt: int | None = None) -> None:
-        """Remove a job's work folders (all, or all but one attempt's)."""
+    def remove_work(
+        self, job_id: str, *, attempt: int | None = None, older_than: int | None = None
+    ) -> None:
+        """Remove a job's work folders: all of them, one attempt's, or those of the
+        attempts before `older_than` (a newer attempt's folder is never touched)."""
         base = self.root / WORK / job_id
         with storage_errors("removing a work folder"):
-            if except_attempt is None:
-                if base.exists():
-                    shutil.rmtree(base)
+            if attempt is None and older_than is None:
+                shutil.rmtree(base, ignore_errors=True)
                 return
-            for attempt, path in self.work_dirs(job_id).items():
-                if attempt != except_attempt:
-                    shutil.rmtree(path)
+            for number, path in self.work_dirs(job_id).items():
+                if number == attempt or (older_than is not None and number < older_than):
+                    shutil.rmtree(path, ignore_errors=True)
+            _remove_if_empty(base)
 
     def work_job_ids(self) -> list[str]:
         """Jobs that have a work folder."""
@@ -88,13 +95,13 @@ class LocalStorage:
 
     # --- published exports --------------------------------------------------------------
 
-    def publish(self, job_id: str, source: Path, name: str) -> str:
-        """Move a finished file into `exports/` in one rename; returns its key."""
-        target_dir = self.root / EXPORTS / job_id
+    def publish(self, job_id: str, attempt: int, source: Path, name: str) -> str:
+        """Move an attempt's finished file into `exports/` in one rename; returns its key."""
+        target_dir = self.root / EXPORTS / job_id / str(attempt)
         with storage_errors("publishing the export"):
             target_dir.mkdir(parents=True, exist_ok=True)
             os.replace(source, target_dir / name)
-        return f"{EXPORTS}/{job_id}/{name}"
+        return f"{EXPORTS}/{job_id}/{attempt}/{name}"
 
     def path(self, key: str) -> Path:
         """The file behind a key, refusing keys that leave the root."""
@@ -103,10 +110,40 @@ class LocalStorage:
             raise StorageError(f"key {key!r} is outside storage")
         return path
 
-    def remove_output(self, job_id: str) -> None:
-        """Remove a job's published output."""
+    def remove_output(
+        self,
+        job_id: str,
+        *,
+        attempt: int | None = None,
+        older_than: int | None = None,
+        except_attempt: int | None = None,
+    ) -> bool:
+        """Remove a job's published output: all of it, one attempt's, those of the
+        attempts before `older_than`, or every attempt's but one; True when something was
+        removed."""
+        base = self.root / EXPORTS / job_id
         with storage_errors("removing an export"):
-            shutil.rmtree(self.root / EXPORTS / job_id, ignore_errors=True)
+            if not base.exists():
+                return False
+            if attempt is None and older_than is None and except_attempt is None:
+                shutil.rmtree(base, ignore_errors=True)
+                return True
+            removed = False
+            for child in base.iterdir():
+                # Only attempt folders: a file directly here is a download published
+                # before outputs were kept per attempt, and stays while its job does.
+                if not (child.is_dir() and child.name.isdigit()):
+                    continue
+                number = int(child.name)
+                if (
+                    number == attempt
+                    or (older_than is not None and number < older_than)
+                    or (except_attempt is not None and number != except_attempt)
+                ):
+                    shutil.rmtree(child, ignore_errors=True)
+                    removed = True
+            _remove_if_empty(base)
+            return removed
 
     def output_job_ids(self) -> list[str]:
         """Jobs that have published output."""
@@ -173,16 +210,22 @@ class LocalStorage:
 
     # --- the whole of a job ---------------------------------------------------------------
 
-    def remove_job(self, job_id: str, *, keep_output: bool = False) -> None:
-        """Remove everything a job left: work folders, upload, and (unless kept) output."""
+    def remove_job(self, job_id: str) -> None:
+        """Remove everything a job has in storage: work folders, upload and output."""
         self.remove_work(job_id)
         self.remove_upload(job_id)
-        if not keep_output:
-            self.remove_output(job_id)
+        self.remove_output(job_id)
 
     def _children(self, area: str) -> list[str]:
+        """Names of the entries directly in an area (job ids)."""
         base = self.root / area
         with storage_errors(f"listing {area}"):
             if not base.is_dir():
                 return []
             return sorted(child.name for child in base.iterdir())
+
+
+def _remove_if_empty(path: Path) -> None:
+    """Remove an empty folder (a job's, once its last attempt's folder went)."""
+    with contextlib.suppress(OSError):  # missing, or not empty
+        path.rmdir()

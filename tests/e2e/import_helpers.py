@@ -186,11 +186,12 @@ def plant_bad_latitude(content: bytes) -> tuple[bytes, dict[str, Any]]:
 
 
 def records(settings: Settings, account_id: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every row of the account by kind and id, without the account column."""
+    """Every row of the account by kind and id, without the account column (nor the
+    change tracking's `written_xid`, which is not the record's data)."""
     rows = load_rows(settings.database_url, account_id)
     return {
         kind: {
-            record_id: {k: v for k, v in row.items() if k != "account_id"}
+            record_id: {k: v for k, v in row.items() if k not in ("account_id", "written_xid")}
             for record_id, row in by_id.items()
         }
         for kind, by_id in rows.items()

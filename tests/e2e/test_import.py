@@ -207,7 +207,7 @@ def test_given_an_import_in_apply_when_cancelled_then_the_account_is_exactly_as_
     stack: Stack, settings: Settings, engine: Engine, account: tuple[Account, str]
 ) -> None:
     """Cancel in `apply`: cancelled, the account's tables unchanged (digest), no staging
-    tables, no upload or work folder left."""
+    tables or work folder left; the upload is kept for a restart."""
     source, source_token = account
     seed(settings, source.id)
     target, target_token = new_account(engine, "target")
@@ -230,7 +230,8 @@ def test_given_an_import_in_apply_when_cancelled_then_the_account_is_exactly_as_
     assert job["result"] is None
     assert digest(engine, target.id) == before, "the cancelled import changed the account"
     assert staging_tables(engine) == []
-    assert leftovers(settings, job_id) == []
+    # Only the upload stays, for a restart (SPEC 8).
+    assert leftovers(settings, job_id) == [f"uploads/{job_id}", f"uploads/{job_id}/upload"]
     kinds = [e["kind"] for e in events(engine, job_id)]
     assert "succeeded" not in kinds and kinds.count("cancelled") == 1, kinds
 

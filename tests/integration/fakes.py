@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from shared.jobs.attempt import JobContext
-from shared.jobs.pipeline import Succeeded
+from shared.jobs.pipeline import AwaitConfirmation, Outcome, Succeeded
 from shared.jobs.store import Job
 from shared.settings import Settings
 from tests import polling
@@ -166,7 +166,52 @@ class LateCancelPipeline(_Recorder):
         ctx.finish_phase()
         output = ctx.work_dir / "out.zip"
         output.write_bytes(b"PK finished")
-        ctx.storage.publish(ctx.job.id, output, "out.zip")
+        ctx.storage.publish(ctx.job.id, ctx.attempt, output, "out.zip")
         # The request arrives after the runner's last look at the signals.
         ctx.store.request_cancel(ctx.job.id)
+        return Succeeded({"name": "out.zip"})
+
+
+class HeldPipeline(_Recorder):
+    """Starts, then waits (calling nothing of the context) until the test lets it end:
+    `finish` decides how (return an outcome or raise), as the test set it up."""
+
+    def __init__(self, finish: Callable[[JobContext], Outcome]) -> None:
+        super().__init__()
+        self.finish = finish
+        self.started = threading.Event()
+        self.go = threading.Event()
+
+    def run(self, ctx: JobContext) -> Outcome:
+        """Write into the work folder, wait for `go`, then `finish`."""
+        self._enter(ctx)
+        ctx.start_phase("prepare")
+        self.started.set()
+        assert self.go.wait(30), "the test never let the pipeline go on"
+        return self.finish(ctx)
+
+
+class AwaitingPipeline(_Recorder):
+    """Stops for confirmation; the user's cancel lands just before it says so."""
+
+    def run(self, ctx: JobContext) -> Outcome:
+        """Prepare, have the job's cancel requested, return AwaitConfirmation."""
+        self._enter(ctx)
+        ctx.start_phase("prepare")
+        ctx.finish_phase()
+        ctx.store.request_cancel(ctx.job.id)
+        return AwaitConfirmation({"counts": {}})
+
+
+class LateOutputPipeline(_Recorder):
+    """Publishes its output and succeeds (what an export does at its end)."""
+
+    def run(self, ctx: JobContext) -> Succeeded:
+        """Write and publish a file, return success."""
+        self._enter(ctx)
+        ctx.start_phase("prepare")
+        ctx.finish_phase()
+        output = ctx.work_dir / "out.zip"
+        output.write_bytes(b"PK finished")
+        ctx.storage.publish(ctx.job.id, ctx.attempt, output, "out.zip")
         return Succeeded({"name": "out.zip"})

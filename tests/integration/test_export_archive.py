@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from psycopg.rows import dict_row
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from shared.archive.export import ExportArchive
 from shared.archive.records import encode_item, encode_place, encode_sample
@@ -41,6 +41,7 @@ from shared.store.storage import LocalStorage
 from shared.timefmt import parse_iso
 from tests.archive_check import (
     Archive,
+    Expected,
     check_archive,
     keepers_from_archive,
     keepers_from_db,
@@ -49,6 +50,7 @@ from tests.archive_check import (
 from tests.polling import wait_for
 
 START = datetime(2024, 12, 28, tzinfo=UTC)
+WEEK = timedelta(days=7)
 PHASE_ORDER = ("prepare", "places", "items", "samples", "finalize")
 
 
@@ -472,34 +474,25 @@ def test_given_only_an_end_when_exported_then_everything_before_it_is_in_the_arc
 def test_given_a_previous_export_when_exported_incrementally_then_only_later_changes_are_in_it(
     ferry: Ferry, settings: Settings, account: tuple[Account, str]
 ) -> None:
-    """An incremental export holds the rows whose lastSaved is after the previous export."""
+    """An incremental export holds the rows written after the previous export, whatever
+    their lastSaved says (these writes leave it alone, or set it in the past)."""
     person, _ = account
     url = settings.database_url
     _seed(settings, person.id)
     first = ferry.export(person.id)
-    previous = check_archive(ferry.zip_path(first), url, person.id)
-    since = parse_iso(previous.metadata["sessionStartDate"])
+    check_archive(ferry.zip_path(first), url, person.id)
     rows = load_rows(url, person.id)
     changed_places = sorted(rows["places"])[:2]
     changed_items = sorted(rows["items"])[:3]
     changed_samples = sorted(rows["samples"])[:5]
     new_place = _uuid()
-    for table, ids in (
-        ("places", changed_places),
-        ("timeline_items", changed_items),
-        ("samples", changed_samples),
+    for sql, ids in (
+        ("UPDATE places SET name = 'Renamed \"home\"'", changed_places),
+        ("UPDATE timeline_items SET step_count = 7", changed_items),
+        ("UPDATE samples SET heart_rate = 61.5", changed_samples),
     ):
-        touched = _execute(
-            url,
-            f"UPDATE {table} SET last_saved = now() WHERE account_id = %s AND id = ANY(%s)",
-            (person.id, ids),
-        )
+        touched = _execute(url, f"{sql} WHERE account_id = %s AND id = ANY(%s)", (person.id, ids))
         assert touched == len(ids)
-    _execute(
-        url,
-        "UPDATE places SET name = 'Renamed \"home\"' WHERE account_id = %s AND id = %s",
-        (person.id, changed_places[0]),
-    )
     _insert(
         url,
         "places",
@@ -510,20 +503,23 @@ def test_given_a_previous_export_when_exported_incrementally_then_only_later_cha
                 "name": "New",
                 "latitude": 1.0,
                 "longitude": 2.0,
-                "last_saved": datetime.now(UTC),
+                "last_saved": START - timedelta(days=400),
             }
         ],
     )
 
     job = ferry.export(person.id, incremental=True)
 
-    archive = check_archive(
-        ferry.zip_path(job), url, person.id, export_type="incremental", since=since
+    expected = Expected(
+        frozenset({*changed_places, new_place}),
+        frozenset(changed_items),
+        frozenset(changed_samples),
     )
-    assert archive.ids("places") == {*changed_places, new_place}
-    assert archive.ids("items") == set(changed_items)
-    assert archive.ids("samples") == set(changed_samples)
+    archive = check_archive(
+        ferry.zip_path(job), url, person.id, export_type="incremental", expected=expected
+    )
     assert archive.records["places"][changed_places[0]]["name"] == 'Renamed "home"'
+    assert archive.metadata["appMetadata"]["incrementalSince"] == first.result["session_start"]
 
 
 # --- layout options and edge cases -------------------------------------------------------------
@@ -869,3 +865,110 @@ def test_given_a_kept_file_corrupted_between_attempts_when_resumed_then_it_is_re
     rewritten = archive.stored[corrupted]
     assert json.loads(gzip.decompress(rewritten))
     assert any(e["path"] == corrupted for e in archive.manifest["files"])
+
+
+def test_given_data_changed_between_attempts_when_resumed_then_the_archive_is_the_new_snapshots(
+    ferry: Ferry, settings: Settings, account: tuple[Account, str], interrupted: _Interrupted
+) -> None:
+    """SPEC 4: a resumed export gives the archive an uninterrupted export would give at the
+    resumed attempt's snapshot. Between the attempts a sample changes in a week already
+    written and in one not yet written, one is deleted, one moves to another week, and an
+    item changes: exactly the files of the changed buckets are written again."""
+    person, _ = account
+    url = settings.database_url
+    rows = load_rows(url, person.id)
+
+    def week_of(day: datetime) -> list[str]:
+        return sorted(i for i, r in rows["samples"].items() if day <= r["date"] < day + WEEK)
+
+    w52, w01, w02 = (week_of(datetime(2024, 12, 23, tzinfo=UTC) + n * WEEK) for n in range(3))
+    changed_in_written, moved = w52[0], w52[1]
+    changed_in_unwritten, deleted = w02[0], w01[0]
+    item = next(i for i, r in sorted(rows["items"].items()) if r["start_date"].month == 12)
+    for sql, params in (
+        (
+            "UPDATE samples SET heart_rate = 77 WHERE account_id = %s AND id = %s",
+            changed_in_written,
+        ),
+        ("UPDATE samples SET speed = 3.5 WHERE account_id = %s AND id = %s", changed_in_unwritten),
+        ("DELETE FROM samples WHERE account_id = %s AND id = %s", deleted),
+        (
+            "UPDATE samples SET date = date + interval '14 days' WHERE account_id = %s AND id = %s",
+            moved,
+        ),
+        ("UPDATE timeline_items SET step_count = 99 WHERE account_id = %s AND id = %s", item),
+    ):
+        assert _execute(url, sql, (person.id, params)) == 1
+    observer = _ObserveFinishedFiles()
+
+    done = ferry.run(interrupted.job.id, observer)
+
+    assert done.status == "succeeded" and done.attempt == 2, done.error
+    archive = check_archive(ferry.zip_path(done), url, person.id, job_id=done.id)
+    assert archive.records["samples"][changed_in_written]["heartRate"] == 77
+    assert archive.records["samples"][changed_in_unwritten]["speed"] == 3.5
+    assert deleted not in archive.ids("samples")
+    assert archive.located["samples"][moved] == "samples/2025-W02.json.gz"
+    assert archive.records["items"][item]["base"]["stepCount"] == 99
+    resumed = next(e for e in ferry.store.history(done.id) if e.kind == "resumed")
+    assert resumed.detail is not None
+    rewritten = {"samples/2024-W52.json.gz", "samples/2025-W01.json.gz", "items/2024-12.json"}
+    assert set(resumed.detail["rewritten"]) == rewritten
+    assert set(resumed.detail["kept"]) == set(interrupted.checkpointed) - rewritten
+    for relative, before in interrupted.stats.items():
+        kept = observer.seen[relative] == before
+        assert kept is (relative not in rewritten), relative
+
+
+class _TakenBeforeFinalize:
+    """The export; as it reaches `finalize`, another attempt takes the job (the sweeper
+    judged this one lost while it was frozen, say) and starts work of its own."""
+
+    phases = ExportArchive.phases
+
+    def __init__(self, engine: Engine) -> None:
+        self.inner = ExportArchive()
+        self.engine = engine
+        self.newer: Path | None = None
+
+    def run(self, ctx: JobContext) -> Outcome:
+        start_phase = ctx.start_phase
+
+        def take_then_start(name: str) -> None:
+            start_phase(name)
+            if name == "finalize":
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        text(
+                            "UPDATE jobs SET attempt = attempt + 1, heartbeat_at = now()"
+                            " WHERE id = :id"
+                        ),
+                        {"id": ctx.job.id},
+                    )
+                self.newer = ctx.storage.work_dir(ctx.job.id, ctx.attempt + 1) / "newer.bin"
+                self.newer.write_bytes(b"attempt 2 owns this")
+
+        ctx.start_phase = take_then_start  # type: ignore[method-assign]
+        return self.inner.run(ctx)
+
+    def discard(self, job: Job, settings: Settings) -> None:
+        self.inner.discard(job, settings)
+
+
+def test_given_an_export_whose_lease_was_taken_when_it_finalizes_then_it_publishes_nothing(
+    ferry: Ferry, settings: Settings, account: tuple[Account, str]
+) -> None:
+    """SPEC 8: an attempt publishes only while it holds the lease, and its cleanup never
+    touches another attempt's work."""
+    person, _ = account
+    _seed(settings, person.id, days=3)
+    job = ferry.create(person.id)
+    pipeline = _TakenBeforeFinalize(ferry.engine)
+
+    status = ferry.runner(pipeline).run(job.id)
+
+    assert status is None
+    after = ferry.store.get(job.id)
+    assert after.status == "running" and after.attempt == 2 and after.result is None
+    assert not (ferry.storage.root / "exports" / job.id).exists()
+    assert pipeline.newer is not None and pipeline.newer.read_bytes() == b"attempt 2 owns this"

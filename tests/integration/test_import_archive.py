@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from shared.archive.importer import ImportArchive
 from shared.errors import Conflict, StorageError
 from shared.jobs.attempt import JobContext
 from shared.jobs.pipeline import Outcome
-from shared.jobs.store import Job
+from shared.jobs.store import Job, JobFilter
 from shared.jobs.sweeper import Sweeper
 from shared.pipelines import PIPELINES
 from shared.settings import Settings
@@ -85,9 +85,11 @@ def _seed(settings: Settings, account_id: str) -> None:
 
 
 def _gone(ferry: InProcess, job_id: str) -> None:
-    """Nothing of the job is left: no staging tables, no upload, no work folder."""
+    """Nothing of the job is left: no staging tables, no work folder, and no upload once it
+    succeeded (a failed or cancelled one keeps it for a restart, SPEC 8)."""
     assert staging_tables(ferry.settings.database_url, job_id) == []
-    assert not ferry.storage.upload_path(job_id).exists()
+    succeeded = ferry.store.get(job_id).status == "succeeded"
+    assert ferry.storage.upload_path(job_id).exists() is not succeeded
     assert ferry.storage.work_dirs(job_id) == {}
 
 
@@ -543,6 +545,55 @@ def test_given_records_the_account_has_when_imported_then_on_conflict_decides_an
     assert done.result["kept_existing"] == {k: 3 - len(replaced) for k in one}
 
 
+@pytest.mark.parametrize("on_conflict", ["skip", "newer"])
+def test_given_two_overlapping_imports_of_one_archive_when_both_confirmed_then_both_succeed(
+    ferry: InProcess,
+    settings: Settings,
+    account: tuple[Account, str],
+    tmp_path: Path,
+    on_conflict: str,
+) -> None:
+    """Both previewed an empty account (no conflicts), both confirmed: the second finds the
+    first's records under the lock and keeps them, as on_conflict promises, and its counts
+    say what it did, not what its preview saw."""
+    person, _ = account
+    timeline = arc_timeline(seed=61)
+    path = arc_archive(timeline).write(tmp_path / "twice.zip")
+    first = ferry.import_archive(person.id, path, on_conflict=on_conflict)
+    second = ferry.import_archive(person.id, path, on_conflict=on_conflict)
+    for waiting in (first, second):
+        assert waiting.status == "awaiting_confirmation", waiting.error
+        assert waiting.preview is not None
+        assert {k: waiting.preview["counts"][k]["existing"] for k in KINDS} == dict.fromkeys(
+            KINDS, 0
+        )
+
+    done_first = ferry.confirm(first.id, person.id)
+    done_second = ferry.confirm(second.id, person.id)
+
+    assert done_first.status == "succeeded", done_first.error
+    assert done_second.status == "succeeded", done_second.error
+    counts = timeline.counts()
+    assert done_first.result is not None and done_second.result is not None
+    assert done_first.result["written"] == counts
+    assert done_second.result["written"] == dict.fromkeys(KINDS, 0)
+    assert done_second.result["replaced"] == dict.fromkeys(KINDS, 0)
+    assert done_second.result["kept_existing"] == counts
+    assert_rows_match(expected_rows(timeline), load_account(settings.database_url, person.id))
+    # Every record carries the transaction of the import that wrote it (change tracking).
+    with raw_connection(settings.database_url) as conn:
+        writers = {
+            row[0]
+            for table in ("places", "timeline_items", "samples")
+            for row in conn.execute(
+                f"SELECT DISTINCT written_xid::text FROM {table} WHERE account_id = %s",
+                (person.id,),
+            )
+        }
+    assert writers == {done_first.result["apply_xid"]}
+    assert done_second.result["apply_xid"] != done_first.result["apply_xid"]
+
+
 def test_given_references_to_the_accounts_own_records_when_imported_then_they_are_kept(
     ferry: InProcess, settings: Settings, account: tuple[Account, str], tmp_path: Path
 ) -> None:
@@ -707,10 +758,11 @@ def test_given_an_import_in_apply_when_cancelled_then_the_account_is_unchanged_a
     _gone(ferry, job.id)
 
 
-def test_given_an_awaiting_import_when_cancelled_then_its_staging_and_upload_go_at_once(
+def test_given_an_awaiting_import_when_cancelled_then_its_staging_goes_at_once(
     ferry: InProcess, settings: Settings, arc_import: ArcImport
 ) -> None:
-    """A waiting import holds staged rows and the upload; cancelling it removes both."""
+    """A waiting import holds staged rows and the upload; cancelling it removes the staged
+    rows at once, and keeps the upload for a restart (SPEC 8)."""
     job = arc_import.job
     assert job.status == "awaiting_confirmation", job.error
     assert staging_tables(settings.database_url, job.id) != []
@@ -723,6 +775,86 @@ def test_given_an_awaiting_import_when_cancelled_then_its_staging_and_upload_go_
     _gone(ferry, job.id)
     with pytest.raises(Conflict):
         ferry.service().confirm(job.id, account_id=arc_import.account.id)
+
+
+# --- restart (SPEC 8) ----------------------------------------------------------------------------
+
+
+def test_given_a_cancelled_import_when_retried_then_it_runs_from_its_kept_upload(
+    ferry: InProcess, settings: Settings, arc_import: ArcImport
+) -> None:
+    """Cancelled while it awaited confirmation, then restarted: it validates the kept upload
+    again, waits for confirmation, and imports every record."""
+    person = arc_import.account
+    ferry.service().cancel(arc_import.job.id, account_id=person.id)
+
+    restarted = ferry.service().retry(arc_import.job.id, account_id=person.id)
+    waiting = ferry.run(restarted.id)
+    done = ferry.confirm(waiting.id, person.id)
+
+    assert restarted.status == "queued" and restarted.attempt == 2
+    assert waiting.status == "awaiting_confirmation", waiting.error
+    assert waiting.preview == arc_import.job.preview
+    assert done.status == "succeeded", done.error
+    assert done.result is not None
+    assert done.result["written"]["samples"] == len(arc_import.timeline.samples)
+    _gone(ferry, done.id)
+
+
+def test_given_an_import_failed_on_a_limit_when_retried_after_raising_it_then_it_succeeds(
+    ferry: InProcess, settings: Settings, account: tuple[Account, str], tmp_path: Path
+) -> None:
+    """An operator's case: the archive expands past FERRY_MAX_EXPANDED_BYTES, the import
+    fails (bad_archive), the limit is raised and the job restarted: same id, same upload."""
+    person, _ = account
+    timeline = arc_timeline(seed=71)
+    path = arc_archive(timeline).write(tmp_path / "big.zip")
+    strict = settings.with_overrides(max_expanded_bytes=1024)
+    job_id = ferry.submit(person.id, path, confirm=True)
+    failed = ferry.run(job_id, settings=strict)
+    assert failed.status == "failed" and failed.error is not None
+    assert failed.error["code"] == "bad_archive", failed.error
+
+    ferry.service().retry(job_id, by="ops:test")
+    done = ferry.run(job_id)
+
+    assert done.status == "succeeded", done.error
+    assert_rows_match(expected_rows(timeline), load_account(settings.database_url, person.id))
+    _gone(ferry, job_id)
+
+
+def test_given_an_import_ended_past_the_upload_retention_when_retried_then_409_upload_expired(
+    ferry: InProcess, settings: Settings, arc_import: ArcImport
+) -> None:
+    """FERRY_UPLOAD_RETENTION_HOURS after it ended, a restart is refused (by the database's
+    clock, the one the sweeper removes the upload by), and once swept it is refused too."""
+    person = arc_import.account
+    job_id = arc_import.job.id
+    ferry.service().cancel(job_id, account_id=person.id)
+    with ferry.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE jobs SET finished_at = now() - make_interval(secs => :s) WHERE id = :id"),
+            {"s": (settings.upload_retention_hours + 0.01) * 3600, "id": job_id},
+        )
+    before = ferry.store.get(job_id)
+
+    with pytest.raises(Conflict, match="upload expired; upload the file again"):
+        ferry.service().retry(job_id, account_id=person.id)
+    assert ferry.service().retry_matching(JobFilter(account_id=person.id)) == []
+    assert ferry.store.get(job_id) == before
+    sweeper = Sweeper(
+        pipelines=PIPELINES,
+        settings=settings,
+        engine=ferry.engine,
+        live=ferry.live,
+        storage=ferry.storage,
+        publisher=ferry.publisher,
+    )
+    assert job_id in sweeper.sweep().removed_uploads
+    assert not ferry.storage.upload_path(job_id).exists()
+    with pytest.raises(Conflict, match="upload expired; upload the file again"):
+        ferry.service().retry(job_id, account_id=person.id)
+    assert ferry.store.get(job_id).status == "cancelled"
 
 
 def _poll(check: Any, *, timeout: float, what: str, interval: float = 0.02) -> None:
@@ -841,7 +973,8 @@ def test_given_an_import_interrupted_once_when_resumed_then_data_equals_an_unint
         expected_rows(timeline, nulled=planted), load_account(settings.database_url, person.id)
     )
     assert done.result is not None and clean.result is not None
-    assert done.result == clean.result
+    # The same counts (each import's apply ran in a transaction of its own).
+    assert {**done.result, "apply_xid": None} == {**clean.result, "apply_xid": None}
     assert "validate" not in pipeline.started[2], pipeline.started
     if where == "finalize":
         assert "apply" not in pipeline.started[2], pipeline.started

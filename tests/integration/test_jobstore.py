@@ -441,7 +441,7 @@ def test_given_a_failed_or_cancelled_job_when_restarted_then_it_is_queued_clean_
     )
     history = _events(store, job.id)
 
-    again = store.restart(job.id, account_id=person.id)
+    again = store.restart(job.id, upload_hours=24.0, account_id=person.id)
 
     assert again.id == job.id
     assert again.status == "queued" and again.attempt == job.attempt + 1
@@ -466,7 +466,7 @@ def test_given_an_unfinished_or_succeeded_job_when_restarted_then_conflict_and_n
     before = store.get(job.id)
 
     with pytest.raises(Conflict):
-        store.restart(job.id, account_id=person.id)
+        store.restart(job.id, upload_hours=24.0, account_id=person.id)
 
     assert store.get(job.id) == before
 
@@ -477,7 +477,7 @@ def test_given_another_accounts_failed_job_when_restarted_then_not_found(
     job = _failed(store, person)
 
     with pytest.raises(NotFound):
-        store.restart(job.id, account_id=stranger.id)
+        store.restart(job.id, upload_hours=24.0, account_id=stranger.id)
     assert store.get(job.id).status == "failed"
 
 
@@ -499,6 +499,7 @@ def test_given_many_jobs_when_restarted_by_filter_then_only_matching_failed_or_c
 
     restarted = store.restart_matching(
         JobFilter(account_id=person.id, type=EXPORT, error_code="storage_error", since=since),
+        upload_hours=24.0,
         by="ops-cli",
     )
 
@@ -518,7 +519,8 @@ def test_given_a_time_window_when_restarting_by_filter_then_until_excludes_newer
     _sql(engine, "UPDATE jobs SET created_at = '2025-01-01T00:00:00Z' WHERE id = :id", id=old.id)
 
     restarted = store.restart_matching(
-        JobFilter(until=datetime(2025, 6, 1, tzinfo=UTC), since=datetime(2024, 1, 1, tzinfo=UTC))
+        JobFilter(until=datetime(2025, 6, 1, tzinfo=UTC), since=datetime(2024, 1, 1, tzinfo=UTC)),
+        upload_hours=24.0,
     )
 
     assert [j.id for j in restarted] == [old.id]
@@ -609,7 +611,7 @@ def test_given_a_job_when_its_history_is_read_then_events_come_in_the_order_they
     second = store.claim(job.id, worker="w2")
     assert second is not None
     store.fail(second.id, second.attempt, error={"code": "bad_archive", "message": "no"})
-    store.restart(job.id)
+    store.restart(job.id, upload_hours=24.0)
 
     history = store.history(job.id)
 

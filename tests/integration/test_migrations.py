@@ -14,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from psycopg.rows import dict_row
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from shared.jobs.store import JobStore
@@ -227,3 +227,49 @@ def test_given_rows_the_arc_apps_would_refuse_when_migrated_to_0004_then_they_ar
             with pytest.raises(psycopg.errors.IntegrityError):
                 conn.execute(statement)
             conn.rollback()
+
+
+# --- 0005: change tracking ---------------------------------------------------------
+
+
+def test_given_rows_from_before_change_tracking_when_migrated_then_they_count_as_old(
+    database_url: str,
+) -> None:
+    """Migration 0005 gives existing rows written_xid 0, which every snapshot has seen, so
+    the first incremental export after it does not hold them as new; from then on writes
+    are tracked."""
+    config = alembic_config(database_url)
+    command.downgrade(config, "0004")
+    engine = make_engine(database_url)
+    try:
+        person = create_account(engine, "before-0005")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO places (account_id, id, name, latitude, longitude, last_saved)"
+                    " VALUES (:a, gen_random_uuid(), 'Old', 1, 2, now())"
+                ),
+                {"a": person.id},
+            )
+        command.upgrade(config, "head")
+        with engine.begin() as conn:
+            old = conn.execute(
+                text(
+                    "SELECT written_xid::text, pg_visible_in_snapshot(written_xid,"
+                    " pg_current_snapshot()) FROM places WHERE account_id = :a"
+                ),
+                {"a": person.id},
+            ).one()
+            conn.execute(
+                text("UPDATE places SET name = 'New' WHERE account_id = :a"), {"a": person.id}
+            )
+            mine = conn.execute(text("SELECT pg_current_xact_id()::text")).scalar_one()
+            updated = conn.execute(
+                text("SELECT written_xid::text FROM places WHERE account_id = :a"),
+                {"a": person.id},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+
+    assert tuple(old) == ("0", True)
+    assert updated == mine

@@ -11,32 +11,38 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import Engine, text
 
 from shared.errors import LeaseLost, StorageError, ValidationFailed
+from shared.jobs.attempt import JobContext
 from shared.jobs.live import MemoryLiveStore
-from shared.jobs.pipeline import Pipeline
+from shared.jobs.pipeline import AwaitConfirmation, Outcome, Pipeline
 from shared.jobs.publisher import RecordingPublisher
 from shared.jobs.runner import JobRunner
-from shared.jobs.store import Job, JobStore
+from shared.jobs.store import Heartbeat, Job, JobStore
 from shared.pipelines import PIPELINES
 from shared.service import JobService
 from shared.settings import Settings
 from shared.store.accounts import Account
 from shared.store.seed import seed_timeline
 from shared.store.storage import LocalStorage
+from shared.timefmt import parse_iso
 from tests.integration.fakes import (
     FAKE_TYPE,
+    AwaitingPipeline,
     CountingPipeline,
     EndlessPipeline,
     FailingPipeline,
     GatedPipeline,
+    HeldPipeline,
     LateCancelPipeline,
+    LateOutputPipeline,
     wait_for,
 )
 
@@ -316,7 +322,7 @@ def test_given_a_job_restarted_after_its_attempts_ran_out_then_it_gets_a_fresh_r
         return seen
 
     assert deliver_until("failed") == ["queued", "queued", "failed"]
-    restarted = rig.store.restart(job.id, by="ops")
+    restarted = rig.store.restart(job.id, upload_hours=24.0, by="ops")
     assert (restarted.attempt, restarted.first_attempt) == (4, 4)
 
     # When the restarted run fails the same way, it is retried again, not failed at once.
@@ -514,6 +520,150 @@ def test_given_a_worker_whose_lease_was_taken_when_it_keeps_working_then_it_stop
     assert rig.store.get(job.id) == taken
     assert rig.store.history(job.id) == history
     assert new_file.read_bytes() == b"attempt 2 owns this"
+
+
+def _take_the_job(rig: Rig, job_id: str) -> Path:
+    """Another worker now holds attempt 2 (as after the sweeper re-queued the job and a
+    claim), with a file in its own work folder; returns that file."""
+    _sql(
+        rig.engine,
+        "UPDATE jobs SET attempt = attempt + 1, worker = 'new-worker', heartbeat_at = now()"
+        " WHERE id = :id",
+        id=job_id,
+    )
+    newer = rig.storage.work_dir(job_id, 2) / "newer.bin"
+    newer.write_bytes(b"attempt 2 owns this")
+    return newer
+
+
+@pytest.mark.parametrize("ending", ["fails", "is cancelled"])
+def test_given_a_stale_attempt_when_it_fails_or_is_cancelled_then_it_removes_nothing_of_the_job(
+    rig: Rig, ending: str
+) -> None:
+    """SPEC 8: cleanup is fenced. The stale attempt ends (a non-retryable error, or the
+    Redis flag of a cancel meant for attempt 2) before its watcher noticed the loss: it
+    must not remove attempt 2's work folder, nor the job's staging data, nor say so."""
+
+    def finish(ctx: JobContext) -> Outcome:
+        if ending == "fails":
+            raise ValidationFailed("a record is bad")
+        rig.live.request_cancel(ctx.job.id)
+        ctx.watcher.cancelled.set()
+        ctx.check()
+        raise AssertionError("the cancel was not seen")
+
+    pipeline = HeldPipeline(finish)
+    job = rig.job()
+    outcome = rig.start(rig.runner(pipeline, name="stale-worker"), job.id)
+    assert pipeline.started.wait(20)
+    newer = _take_the_job(rig, job.id)
+    taken = rig.store.get(job.id)
+    history = rig.store.history(job.id)
+
+    pipeline.go.set()
+    outcome["thread"].join(timeout=20)
+
+    assert outcome["status"] is None
+    assert newer.read_bytes() == b"attempt 2 owns this"
+    assert pipeline.discarded == [], "the stale attempt dropped the job's staging data"
+    assert rig.store.get(job.id) == taken
+    assert rig.store.history(job.id) == history
+
+
+def test_given_a_cancel_landing_as_an_import_stops_for_confirmation_then_the_cancel_wins(
+    rig: Rig,
+) -> None:
+    """The await_confirmation write finds the job `cancelling`: the attempt still owns it,
+    so it cleans up and says `cancelled` (this used to escape the runner as LeaseLost)."""
+    pipeline = AwaitingPipeline()
+    job = rig.job()
+
+    status = rig.runner(pipeline).run(job.id)
+
+    assert status == "cancelled"
+    done = rig.store.get(job.id)
+    assert done.status == "cancelled" and done.preview is None
+    assert pipeline.discarded == [job.id]
+    assert rig.has_files(job.id) == []
+
+
+def test_given_a_lost_lease_when_an_import_stops_for_confirmation_then_nothing_escapes(
+    rig: Rig,
+) -> None:
+    """The await_confirmation write finds another attempt holds the job: logged, None."""
+    job = rig.job()
+
+    def finish(ctx: JobContext) -> Outcome:
+        _take_the_job(rig, ctx.job.id)
+        return AwaitConfirmation({"counts": {}})
+
+    pipeline = HeldPipeline(finish)
+    pipeline.go.set()
+
+    status = rig.runner(pipeline).run(job.id)
+
+    assert status is None
+    assert rig.store.get(job.id).status == "running"
+    assert rig.store.get(job.id).attempt == 2
+
+
+class _SucceedFails(JobStore):
+    """The job store, with the database gone just when success is recorded."""
+
+    def succeed(self, *args: Any, **kwargs: Any) -> Job:
+        raise sqlalchemy.exc.OperationalError("UPDATE jobs", {}, Exception("server closed"))
+
+
+def test_given_the_database_gone_when_success_is_recorded_then_the_runner_returns_quietly(
+    rig: Rig,
+) -> None:
+    """Unknown whether the success committed: nothing escapes the task, nothing is removed,
+    the row is as the attempt left it; its lease runs out and the sweeper decides."""
+    job = rig.job()
+    runner = rig.runner(LateOutputPipeline())
+    runner.store = _SucceedFails(rig.engine)
+
+    status = runner.run(job.id)
+
+    assert status is None
+    after = rig.store.get(job.id)
+    assert after.status == "running" and after.attempt == 1
+    assert rig.storage.path(f"exports/{job.id}/1/out.zip").read_bytes() == b"PK finished"
+
+
+class _Unreachable(JobStore):
+    """The job store of a worker cut off from PostgreSQL: every heartbeat fails."""
+
+    def heartbeat(self, job_id: str, attempt: int) -> Heartbeat:
+        raise sqlalchemy.exc.OperationalError("UPDATE jobs", {}, Exception("no route to host"))
+
+
+def test_given_postgres_unreachable_for_a_lease_when_working_then_the_attempt_stops(
+    rig: Rig,
+) -> None:
+    """SPEC 8: a worker that cannot reach PostgreSQL for longer than the lease treats its
+    lease as lost and stops at its next batch boundary, writing nothing more."""
+    rig.settings = rig.settings.with_overrides(lease_seconds=1.0)
+    pipeline = EndlessPipeline()
+    job = rig.job()
+    runner = rig.runner(pipeline, name="cut-off-worker")
+    runner.store = _Unreachable(rig.engine)
+    started, started_wall = time.monotonic(), datetime.now(UTC)
+    outcome = rig.start(runner, job.id)
+
+    assert pipeline.stopped.wait(20), "the cut-off attempt must stop"
+    stopped = time.monotonic() - started
+    outcome["thread"].join(timeout=20)
+
+    assert isinstance(pipeline.raised, LeaseLost)
+    assert outcome["status"] is None
+    assert rig.settings.lease_seconds <= stopped < rig.settings.lease_seconds + 5
+    # Nothing was published once the lease ran out (live progress is written every 0.25 s
+    # while the attempt may still act).
+    progress = rig.live.get_progress(job.id)
+    assert progress is not None
+    last = parse_iso(progress["updated_at"])
+    assert last <= started_wall + timedelta(seconds=rig.settings.lease_seconds)
 
 
 # --- the real export --------------------------------------------------------------------

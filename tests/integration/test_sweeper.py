@@ -6,12 +6,14 @@ use a long lease and sweep interval, so a job the test did not age is plainly fr
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
@@ -21,12 +23,14 @@ from shared.jobs.publisher import RecordingPublisher
 from shared.jobs.runner import JobRunner
 from shared.jobs.store import Job, JobStore
 from shared.jobs.sweeper import Sweeper
+from shared.params import ImportArchiveParams
 from shared.pipelines import PIPELINES
 from shared.service import JobService
 from shared.settings import Settings
 from shared.store.accounts import Account
+from shared.store.db import attempt_session_name, raw_connection
 from shared.store.storage import LocalStorage
-from tests.integration.fakes import FAKE_TYPE, CountingPipeline
+from tests.integration.fakes import FAKE_TYPE, CountingPipeline, wait_for
 
 EXPORT = "export.archive"
 
@@ -70,12 +74,12 @@ class Rig:
         path.write_bytes(b"[")
         return path
 
-    def leave_output(self, job_id: str, name: str = "export.zip") -> Path:
+    def leave_output(self, job_id: str, name: str = "export.zip", attempt: int = 1) -> Path:
         # Written next to storage's areas (same file system), then published by rename.
         source = self.storage.root / "staging" / uuid.uuid4().hex
         source.parent.mkdir(exist_ok=True)
         source.write_bytes(b"PK zip bytes")
-        return self.storage.path(self.storage.publish(job_id, source, name))
+        return self.storage.path(self.storage.publish(job_id, attempt, source, name))
 
     def leave_upload(self, job_id: str) -> Path:
         path = self.storage.upload_path(job_id)
@@ -299,7 +303,7 @@ def _succeeded_export(rig: Rig, *, expires_at: str) -> tuple[Job, Path]:
     file = rig.leave_output(job.id)
     result = {
         "download_url": f"/api/v1/jobs/{job.id}/download",
-        "key": f"exports/{job.id}/export.zip",
+        "key": file.relative_to(rig.storage.root).as_posix(),
         "name": "export.zip",
         "bytes": file.stat().st_size,
         "expires_at": expires_at,
@@ -366,15 +370,46 @@ def test_given_files_of_finished_and_unknown_jobs_when_swept_then_only_live_jobs
 
     report = rig.sweeper.sweep()
 
-    for gone in (failed.id, cancelled.id, unknown):
-        assert rig.has_files(gone) == [], gone
+    # A failed or cancelled import keeps its upload for a restart (SPEC 8), for now.
+    for ended in (failed.id, cancelled.id):
+        assert rig.has_files(ended) == ["uploads"], ended
+    assert rig.has_files(unknown) == []
     assert rig.has_files(succeeded.id) == ["exports"]
     assert rig.has_files(queued.id) == ["work"]
     assert rig.has_files(running.id) == ["work"]
     assert rig.has_files(awaiting.id) == ["work", "uploads"]
     assert sorted(report.removed_work) == sorted([failed.id, cancelled.id, unknown, succeeded.id])
     assert sorted(report.removed_outputs) == sorted([failed.id, cancelled.id, unknown])
-    assert sorted(report.removed_uploads) == sorted([failed.id, cancelled.id, unknown])
+    assert report.removed_uploads == [unknown]
+
+
+def test_given_an_ended_job_when_its_upload_retention_passes_then_the_sweeper_removes_it(
+    rig: Rig,
+) -> None:
+    """SPEC 8: a failed or cancelled import's upload lives FERRY_UPLOAD_RETENTION_HOURS
+    after it ended (by the database's clock), then goes; a live one's stays."""
+    hours = rig.settings.upload_retention_hours
+    failed = rig.running("import.archive")
+    rig.store.fail(failed.id, failed.attempt, error={"code": "bad_archive", "message": "x"})
+    cancelled = rig.store.request_cancel(rig.job("import.archive").id)
+    fresh = rig.store.request_cancel(rig.job("import.archive").id)
+    queued = rig.job("import.archive")
+    for job in (failed, cancelled, fresh, queued):
+        rig.leave_upload(job.id)
+    for job in (failed, cancelled, queued):
+        rig.sql(
+            "UPDATE jobs SET finished_at = now() - make_interval(secs => :s),"
+            " created_at = now() - make_interval(secs => :s) WHERE id = :id",
+            s=(hours + 0.01) * 3600,
+            id=job.id,
+        )
+
+    report = rig.sweeper.sweep()
+
+    assert sorted(report.removed_uploads) == sorted([failed.id, cancelled.id])
+    assert rig.has_files(failed.id) == rig.has_files(cancelled.id) == []
+    assert rig.has_files(fresh.id) == ["uploads"]
+    assert rig.has_files(queued.id) == ["uploads"]
 
 
 def test_given_a_sweep_just_ran_when_it_runs_again_then_nothing_changes(rig: Rig) -> None:
@@ -415,13 +450,62 @@ def test_given_an_import_never_confirmed_for_a_day_when_swept_then_it_is_cancell
     rig.store.await_confirmation(recent.id, recent.attempt, preview={"places": 1})
     rig.leave_upload(recent.id)
 
+    rig.leave_work(old.id)
+
     report = rig.sweeper.sweep()
 
     assert report.expired_unconfirmed == [old.id]
     assert rig.store.get(old.id).status == "cancelled"
-    assert rig.has_files(old.id) == []
+    # Its work goes; its upload stays as any cancelled import's does, for a restart.
+    assert rig.has_files(old.id) == ["uploads"]
     assert rig.store.get(recent.id).status == "awaiting_confirmation"
     assert rig.has_files(recent.id) == ["uploads"]
+
+
+def test_given_an_old_import_confirmed_while_the_sweeper_runs_then_it_is_not_cancelled(
+    rig: Rig,
+) -> None:
+    """The sweeper's "unconfirmed for a day" and the user's confirm race on one row: the
+    confirm commits while the sweep waits for the row, and the confirmed import stays."""
+    old = rig.running("import.archive")
+    rig.store.await_confirmation(old.id, old.attempt, preview={"places": 1})
+    rig.sql(
+        "UPDATE jobs SET updated_at = now() - make_interval(secs => :h * 3600) WHERE id = :id",
+        h=rig.settings.upload_retention_hours + 1,
+        id=old.id,
+    )
+    # The user's confirm, its transaction not yet committed (it holds the row).
+    confirming = rig.engine.connect()
+    confirming.begin()
+    confirming.execute(
+        text("UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = :id"),
+        {"id": old.id},
+    )
+    sweep: dict[str, Any] = {}
+    sweeper = threading.Thread(target=lambda: sweep.update(report=rig.sweeper.sweep()))
+    sweeper.start()
+    wait_for(
+        lambda: _waits_for_a_lock(rig.engine), timeout=10, what="the sweep to wait for the row"
+    )
+
+    confirming.commit()
+    confirming.close()
+    sweeper.join(timeout=30)
+
+    assert sweep["report"].expired_unconfirmed == []
+    assert rig.store.get(old.id).status == "queued"
+    assert "cancel_requested" not in [e.kind for e in rig.store.history(old.id)]
+
+
+def _waits_for_a_lock(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        waiting = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+    return bool(waiting)
 
 
 def test_given_a_late_heartbeat_when_the_sweeper_acts_on_what_it_saw_then_the_worker_keeps_it(
@@ -438,3 +522,79 @@ def test_given_a_late_heartbeat_when_the_sweeper_acts_on_what_it_saw_then_the_wo
     assert rig.store.cancel_expired(seen) is None
     after = rig.store.get(slow.id)
     assert after.status == "running" and after.attempt == 1
+
+
+# --- races with requests and lost attempts -----------------------------------------------------
+
+
+class _SweepWhileAdopting(LocalStorage):
+    """Storage whose upload adoption is followed at once by a sweep, as if the scheduler
+    ran between the two steps of the request."""
+
+    def __init__(self, root: Path, sweeper: Sweeper) -> None:
+        super().__init__(root)
+        self.sweeper = sweeper
+        self.reports: list[Any] = []
+
+    def adopt_upload(self, job_id: str, received: Path) -> int:
+        size = super().adopt_upload(job_id, received)
+        self.reports.append(self.sweeper.sweep())
+        return size
+
+
+def test_given_an_upload_being_submitted_when_the_sweeper_runs_meanwhile_then_it_is_kept(
+    rig: Rig,
+) -> None:
+    """The sweeper removes uploads that belong to no job: the request must record the
+    job before the upload is in place under its id, or the sweep takes it."""
+    storage = _SweepWhileAdopting(rig.storage.root, rig.sweeper)
+    service = JobService(
+        pipelines=PIPELINES,
+        settings=rig.settings,
+        engine=rig.engine,
+        live=rig.live,
+        storage=storage,
+        publisher=rig.publisher,
+    )
+    with storage.incoming_file() as received:
+        received.write(b"PK an archive")
+
+    job = service.submit_import(
+        rig.account.id,
+        received=Path(received.name),
+        filename="archive.zip",
+        params=ImportArchiveParams(),
+    )
+
+    assert [r.removed_uploads for r in storage.reports] == [[]]
+    assert storage.upload_path(job.id).read_bytes() == b"PK an archive"
+    assert rig.store.get(job.id).status == "queued"
+    assert [published for published, _ in rig.publisher.published] == [job.id]
+
+
+def test_given_a_lost_attempt_holding_a_lock_when_swept_then_its_sessions_are_ended(
+    rig: Rig,
+) -> None:
+    """A frozen worker's open transaction (an import's apply holds its account's lock) is
+    ended when the sweeper takes the job from it, so the next attempt does not wait."""
+    lost = rig.running("import.archive")
+    lock = "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 7))"
+    with raw_connection(
+        rig.settings.database_url, name=attempt_session_name(lost.id, lost.attempt)
+    ) as frozen:
+        assert frozen.execute(lock, (rig.account.id,)).fetchone() == (True,)
+        unrelated = rig.running()  # a healthy job's session must survive
+        with raw_connection(
+            rig.settings.database_url, name=attempt_session_name(unrelated.id, 1)
+        ) as healthy:
+            healthy.execute("SELECT 1")
+            rig.age_heartbeat(lost.id)
+
+            report = rig.sweeper.sweep()
+
+            assert report.requeued == [lost.id]
+            with pytest.raises(psycopg.OperationalError):
+                frozen.execute("SELECT 1")
+            assert healthy.execute("SELECT 1").fetchone() == (1,)
+    with raw_connection(rig.settings.database_url) as next_attempt:
+        assert next_attempt.execute(lock, (rig.account.id,)).fetchone() == (True,)
