@@ -15,7 +15,8 @@ from shared.timefmt import format_iso, parse_iso
 COMPRESS_CHOICES = ("samples", "all", "none")
 
 
-def _refuse(field: str, message: str) -> ValidationFailed:
+def refuse(field: str, message: str) -> ValidationFailed:
+    """A 422 naming the field (`details.field`) with a message that starts with it."""
     return ValidationFailed(f"{field}: {message}", details={"field": field})
 
 
@@ -57,44 +58,46 @@ class ExportArchiveParams:
 
 
 def parse_export_request(body: Any) -> tuple[str, dict[str, Any]]:
-    """Validate a `POST /exports` body; returns the job type and its stored params."""
+    """Validate an archive `POST /exports` body; returns the job type and its stored params."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object", details={"field": "body"})
     kind = body.get("type")
     if kind is None:
-        raise _refuse("type", "is required")
+        raise refuse("type", "is required")
     if kind != "archive":
-        raise _refuse("type", "must be 'archive'")
+        # A table export's body is parsed by shared.tables.params (the service routes it).
+        raise refuse("type", "must be 'archive' or 'table'")
     allowed = {"type", "from", "to", "incremental", "compress"}
     for key in body:
         if key not in allowed:
-            raise _refuse(key, "is not a known field")
-    start = _optional_date(body, "from")
-    end = _optional_date(body, "to")
+            raise refuse(key, "is not a known field")
+    start = optional_date(body, "from")
+    end = optional_date(body, "to")
     if start is not None and end is not None and end <= start:
-        raise _refuse("to", "must be after 'from'")
+        raise refuse("to", "must be after 'from'")
     incremental = body.get("incremental", False)
     if not isinstance(incremental, bool):
-        raise _refuse("incremental", "must be true or false")
+        raise refuse("incremental", "must be true or false")
     if incremental and (start is not None or end is not None):
-        raise _refuse("incremental", "cannot be combined with 'from' or 'to'")
+        raise refuse("incremental", "cannot be combined with 'from' or 'to'")
     compress = body.get("compress", "samples")
     if compress not in COMPRESS_CHOICES:
-        raise _refuse("compress", f"must be one of {', '.join(COMPRESS_CHOICES)}")
+        raise refuse("compress", f"must be one of {', '.join(COMPRESS_CHOICES)}")
     params = ExportArchiveParams(start=start, end=end, incremental=incremental, compress=compress)
     return "export.archive", params.to_json()
 
 
-def _optional_date(body: dict[str, Any], field: str) -> datetime | None:
+def optional_date(body: dict[str, Any], field: str) -> datetime | None:
+    """An ISO 8601 date of the body, or None when absent; a 422 naming the field if bad."""
     value = body.get(field)
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _refuse(field, "must be an ISO 8601 date string")
+        raise refuse(field, "must be an ISO 8601 date string")
     try:
         return parse_iso(value)
     except ValueError:
-        raise _refuse(field, "must be an ISO 8601 date, like 2024-01-31T00:00:00Z") from None
+        raise refuse(field, "must be an ISO 8601 date, like 2024-01-31T00:00:00Z") from None
 
 
 ON_CONFLICT_CHOICES = ("skip", "newer")
@@ -140,7 +143,7 @@ def _flag(form: dict[str, str], field: str) -> bool:
         return True
     if raw in _FALSE:
         return False
-    raise _refuse(field, "must be true or false")
+    raise refuse(field, "must be true or false")
 
 
 def parse_import_form(form: dict[str, str], *, has_file: bool) -> ImportArchiveParams:
@@ -148,15 +151,15 @@ def parse_import_form(form: dict[str, str], *, has_file: bool) -> ImportArchiveP
     allowed = {"type", "confirm", "on_conflict", "skip_invalid"}
     for key in form:
         if key not in allowed:
-            raise _refuse(key, "is not a known field")
+            raise refuse(key, "is not a known field")
     kind = form.get("type", "archive")
     if kind != "archive":
-        raise _refuse("type", "must be 'archive'")
+        raise refuse("type", "must be 'archive'")
     if not has_file:
-        raise _refuse("file", "is required (multipart form field 'file')")
+        raise refuse("file", "is required (multipart form field 'file')")
     on_conflict = form.get("on_conflict", "skip")
     if on_conflict not in ON_CONFLICT_CHOICES:
-        raise _refuse("on_conflict", f"must be one of {', '.join(ON_CONFLICT_CHOICES)}")
+        raise refuse("on_conflict", f"must be one of {', '.join(ON_CONFLICT_CHOICES)}")
     return ImportArchiveParams(
         confirm=_flag(form, "confirm"),
         on_conflict=on_conflict,
