@@ -24,9 +24,9 @@ from shared.fields import Kind
 from shared.tables.columns import Column, Table
 from shared.tables.values import (
     ESCAPE,
+    ESCAPED_STARTS,
     EXCEL_EPOCH_OFFSET_SECONDS,
     EXCEL_FIRST_DATE,
-    FORMULA_STARTS,
     PLAIN_HIGH,
     PLAIN_LOW,
     SECONDS_PER_DAY,
@@ -118,7 +118,7 @@ def _literal(text: str) -> str:
 
 
 _ESCAPED = {"\t": "E'\\t'", "\r": "E'\\r'", "\n": "E'\\n'"}
-_FORMULA_LIST = ", ".join(_ESCAPED.get(c) or _literal(c) for c in FORMULA_STARTS)
+_FORMULA_LIST = ", ".join(_ESCAPED.get(c) or _literal(c) for c in ESCAPED_STARTS)
 
 
 def _only(column: Column, alias: str, expression: str) -> str:

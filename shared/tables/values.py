@@ -26,6 +26,10 @@ FORMULA_STARTS: tuple[str, ...] = (
     "\uff20",  # FULLWIDTH COMMERCIAL AT
 )
 ESCAPE = "'"
+# A text that already starts with the escape gets one more, so that the import can strip
+# exactly one "'" wherever one of these follows it and every text comes back as it was:
+# "'=a" is written "''=a", read back "'=a"; "'abc" is written "''abc", read back "'abc".
+ESCAPED_STARTS: tuple[str, ...] = (*FORMULA_STARTS, ESCAPE)
 
 # Floats with a magnitude in [PLAIN_LOW, PLAIN_HIGH) (or zero) come out of PostgreSQL in
 # positional notation already; outside it PostgreSQL writes an exponent ("1e-05"), which
@@ -46,8 +50,9 @@ CELL_MAX_CHARS = 32_767
 
 
 def neutralise(text: str) -> str:
-    """`text` as CSV, TSV and XLSX write it: with a leading "'" when it looks like a formula."""
-    if text and text[0] in FORMULA_STARTS:
+    """`text` as CSV, TSV and XLSX write it: with a leading "'" when it looks like a formula
+    (or starts with "'" itself)."""
+    if text and text[0] in ESCAPED_STARTS:
         return ESCAPE + text
     return text
 

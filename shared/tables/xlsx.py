@@ -14,10 +14,11 @@ is typed, as SPEC 13 asks:
   serial holds, as its ISO text;
 - text always as an inline string, never a formula: formula-like text comes escaped from
   the SELECT. Characters XML cannot carry (controls, U+FFFE, U+FFFF, and CR, which XML
-  readers turn into LF) are written as OOXML's `_xHHHH_` escapes, which Excel and
-  openpyxl turn back into the character; a literal `_xHHHH_` is escaped as `_x005F_xHHHH_`
-  so it reads back unchanged. A text longer than Excel's 32,767 characters is cut there
-  and counted in the result (`truncated`).
+  readers turn into LF) are written as OOXML's `_xHHHH_` escapes, as Excel writes them
+  itself: Excel reads them back as the character (openpyxl leaves the decoding to its
+  caller, `openpyxl.utils.escape.unescape`); a literal `_xHHHH_` is written
+  `_x005F_xHHHH_`, so it too reads back unchanged. A text longer than Excel's 32,767
+  characters is cut there and counted in the result (`truncated`).
 
 Past 1,048,575 data rows the rows go on in a new sheet (`samples (2)`, …) with its own
 header, so no row is dropped.
