@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -45,13 +46,13 @@ class JsonRecords(StreamedFormat):
         scratch: Path | None = None,
     ) -> Iterator[bytes]:
         """The file's bytes in chunks of about CHUNK_BYTES; `on_rows` counts the rows."""
-        pending: list[memoryview] = []
+        pending: list[Any] = []
         size = 0
         first = True
         statement = self.copy_statement(selection)
         with conn.cursor() as cursor, cursor.copy(statement, selection.values) as copy:
             for line in copy:
-                pending.append(memoryview(line))
+                pending.append(line)
                 size += len(line)
                 if size >= CHUNK_BYTES:
                     yield self._block(pending, first)
@@ -66,7 +67,7 @@ class JsonRecords(StreamedFormat):
         if not self.lines:
             yield b"[]\n" if first else b"\n]\n"
 
-    def _block(self, lines: list[memoryview], first: bool) -> bytes:
+    def _block(self, lines: list[Any], first: bool) -> bytes:
         block = b"".join(lines)
         if self.lines:
             return block

@@ -235,39 +235,31 @@ def _json_key(name: str) -> str:
     return '"' + name + '"'
 
 
-def typed_columns(
-    table: Table, columns: Sequence[Column], zone: str, *, as_text: bool = False
-) -> list[str]:
-    """Values for XLSX cells: dates as Excel serials (plus, for each, the ISO text of a
-    moment no serial holds), text escaped, uuids as text, the rest as stored.
-
-    With `as_text` numbers come as their shortest exact text and booleans as 1 or 0,
-    which is what the sheet's XML holds: Python then only joins strings.
-    """
+def typed_columns(table: Table, columns: Sequence[Column], zone: str) -> list[str]:
+    """Values for XLSX cells, each as the text its cell's XML holds: numbers in their
+    shortest exact form, booleans 1 or 0, dates as Excel serials of the wall-clock time in
+    the zone (plus, for each date, the ISO text of a moment no serial holds), text escaped,
+    uuids as text. Python then only joins strings."""
     a = table.alias
     out = []
     for column in columns:
         ref = f"{a}.{column.name}"
         if column.kind is Kind.TEXT:
             out.append(_only(column, a, neutralised(ref)))
-        elif column.kind is Kind.UUID:
-            out.append(_only(column, a, f"{ref}::text"))
         elif column.kind is Kind.DATE:
             local = f"({ref} AT TIME ZONE {_literal(zone)})"
             first = _literal(EXCEL_FIRST_DATE.isoformat(sep=" "))
             serial = (
-                f"CASE WHEN {local} >= {first} THEN (date_part('epoch', {local})"
-                f" + {EXCEL_EPOCH_OFFSET_SECONDS}) / {SECONDS_PER_DAY}.0 END"
+                f"CASE WHEN {local} >= {first} THEN ((date_part('epoch', {local})"
+                f" + {EXCEL_EPOCH_OFFSET_SECONDS}) / {SECONDS_PER_DAY}.0)::text END"
             )
             early = f"CASE WHEN {local} < {first} THEN {iso_date(ref, zone)} END"
-            out.append(_only(column, a, f"({serial})::text" if as_text else serial))
+            out.append(_only(column, a, serial))
             out.append(_only(column, a, early))
         elif column.kind is Kind.FLOAT:
-            finite = _finite(ref)
-            out.append(_only(column, a, f"({finite})::text" if as_text else finite))
+            out.append(_only(column, a, f"({_finite(ref)})::text"))
         elif column.kind is Kind.BOOL:
-            flag = f"CASE WHEN {ref} THEN '1' WHEN NOT {ref} THEN '0' END"
-            out.append(_only(column, a, flag if as_text else ref))
+            out.append(_only(column, a, f"CASE WHEN {ref} THEN '1' WHEN NOT {ref} THEN '0' END"))
         else:
-            out.append(_only(column, a, f"{ref}::text" if as_text else ref))
+            out.append(_only(column, a, f"{ref}::text"))  # uuid, int, smallint
     return out

@@ -123,8 +123,8 @@ def _cut(text: str) -> str:
 class _Rows:
     """Turns fetched rows into `<row>` XML with one function compiled for the columns.
 
-    The SELECT hands every value over as its cell's text (`typed_columns` with
-    `as_text`), so a row is one string join; the per-cell closures this replaced cost
+    The SELECT hands every value over as its cell's text (`typed_columns`), so a row is
+    one string join; the per-cell closures this replaced cost
     four times as much (bench/tables.py). The generated source holds only column
     letters and a style number, never a value.
     """
@@ -214,9 +214,7 @@ class Xlsx(FileFormat):
         dates = workbook.add_format({"num_format": DATE_FORMAT})
         cells = _Rows(selection.columns, dates._get_xf_index())
         last_col = max(0, len(selection.columns) - 1)
-        select = selection.select(
-            typed_columns(selection.table, selection.columns, selection.zone, as_text=True)
-        )
+        select = selection.select(typed_columns(selection.table, selection.columns, selection.zone))
         sheets = 0
         sheet: RowSheet | None = None
         used = 0  # data rows on the current sheet
