@@ -50,6 +50,8 @@ from shared.tables.values import CELL_MAX_CHARS, SHEET_ROWS
 FETCH_ROWS = 2000
 DATE_FORMAT = "yyyy-mm-dd hh:mm:ss.000"
 ZIP_LEVEL = 1
+# Bytes of zip written between two cancel checks while XlsxWriter closes the workbook.
+CHECK_BYTES = 4 * 1024 * 1024
 _ZIP_LOCK = threading.Lock()
 WIDTHS = {Kind.DATE: 23, Kind.UUID: 37}
 
@@ -75,6 +77,30 @@ def _close(workbook: xlsxwriter.Workbook) -> None:
             workbook.close()
         finally:
             xlsxwriter.workbook.ZipFile = original
+
+
+class _Checked:
+    """The workbook's output file, calling `check` every CHECK_BYTES written.
+
+    XlsxWriter zips the whole workbook in `close`, seconds for 1 M rows: the checks let a
+    cancel or a lost lease stop it there too.
+    """
+
+    def __init__(self, raw: BinaryIO, check: Callable[[], None]) -> None:
+        self._raw = raw
+        self._check = check
+        self._since = 0
+
+    def write(self, data: bytes) -> int:
+        self._since += len(data)
+        if self._since >= CHECK_BYTES:
+            self._since = 0
+            self._check()
+        return self._raw.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        # tell, seek, flush, …: zipfile uses them as on the file itself.
+        return getattr(self._raw, name)
 
 
 class RowSheet(Worksheet):
@@ -207,49 +233,57 @@ class Xlsx(FileFormat):
         options: dict[str, Any] = {"constant_memory": True}
         if scratch is not None:
             options["tmpdir"] = str(scratch)
-        workbook = xlsxwriter.Workbook(out, options)
+        # `on_rows(0)` while zipping: the cancel and lease checks keep running.
+        workbook = xlsxwriter.Workbook(_Checked(out, lambda: on_rows(0)), options)
         # ZIP64 records only where a member passes 4 GiB; smaller files are plain zips.
         workbook.use_zip64()
-        bold = workbook.add_format({"bold": True})
-        dates = workbook.add_format({"num_format": DATE_FORMAT})
-        cells = _Rows(selection.columns, dates._get_xf_index())
-        last_col = max(0, len(selection.columns) - 1)
-        select = selection.select(typed_columns(selection.table, selection.columns, selection.zone))
-        sheets = 0
-        sheet: RowSheet | None = None
-        used = 0  # data rows on the current sheet
-        rows = 0
         try:
-            with conn.cursor(name="ferry_table_export") as cursor:
-                cursor.execute(select, selection.values)
-                for batch in prefetched(cursor, self.fetch_rows):
-                    start = 0
-                    while start < len(batch):
-                        if sheet is None or used == self.sheet_rows:
-                            sheets += 1
-                            sheet = self._sheet(workbook, selection, sheets, bold)
-                            used = 0
-                        take = min(len(batch) - start, self.sheet_rows - used)
-                        part = batch[start : start + take]
-                        sheet.append(
-                            cells.rows(part, used + 2),
-                            first_row=used + 1,
-                            last_row=used + take,
-                            last_col=last_col,
-                        )
-                        used += take
-                        start += take
-                    rows += len(batch)
-                    on_rows(len(batch))
-            if sheet is None:
-                sheets = 1
-                self._sheet(workbook, selection, sheets, bold)
+            stats = self._fill(conn, selection, workbook, on_rows)
+            _close(workbook)
         except BaseException:
             # Zipping what was written would only delay a cancel: drop it instead.
             for written in workbook.worksheets():
                 written.discard()
             raise
-        _close(workbook)
+        return stats
+
+    def _fill(
+        self,
+        conn: psycopg.Connection,
+        selection: Selection,
+        workbook: xlsxwriter.Workbook,
+        on_rows: Callable[[int], None],
+    ) -> dict[str, Any]:
+        """Write every row into sheets of at most `sheet_rows` rows each."""
+        bold = workbook.add_format({"bold": True})
+        dates = workbook.add_format({"num_format": DATE_FORMAT})
+        cells = _Rows(selection.columns, dates._get_xf_index())
+        last_col = max(0, len(selection.columns) - 1)
+        select = selection.select(typed_columns(selection.table, selection.columns, selection.zone))
+        sheets = 1
+        sheet = self._sheet(workbook, selection, sheets, bold)
+        used = 0  # data rows on the current sheet
+        rows = 0
+        with conn.cursor(name="ferry_table_export") as cursor:
+            cursor.execute(select, selection.values)
+            for batch in prefetched(cursor, self.fetch_rows):
+                start = 0
+                while start < len(batch):
+                    if used == self.sheet_rows:
+                        sheets += 1
+                        sheet = self._sheet(workbook, selection, sheets, bold)
+                        used = 0
+                    take = min(len(batch) - start, self.sheet_rows - used)
+                    sheet.append(
+                        cells.rows(batch[start : start + take], used + 2),
+                        first_row=used + 1,
+                        last_row=used + take,
+                        last_col=last_col,
+                    )
+                    used += take
+                    start += take
+                rows += len(batch)
+                on_rows(len(batch))
         return {"rows": rows, "sheets": sheets, "truncated": cells.truncated}
 
     def _sheet(

@@ -4,6 +4,7 @@ over (every value as its cell's text) written into a real workbook and read by o
 from __future__ import annotations
 
 import io
+import random
 import zipfile
 import zlib
 from datetime import datetime
@@ -17,7 +18,7 @@ from openpyxl.utils.escape import unescape
 
 from shared.fields import Kind
 from shared.tables.columns import Column
-from shared.tables.xlsx import DATE_FORMAT, RowSheet, _close, _Rows, xml_text
+from shared.tables.xlsx import CHECK_BYTES, DATE_FORMAT, RowSheet, _Checked, _close, _Rows, xml_text
 
 COLUMNS = (
     Column("id", Kind.UUID),
@@ -129,3 +130,33 @@ def test_given_a_workbook_when_closed_then_its_members_are_deflated_at_level_one
     expected = level_one.compress(content) + level_one.flush()
     assert info.compress_type == zipfile.ZIP_DEFLATED
     assert info.compress_size == len(expected)
+
+
+def test_given_a_cancel_while_the_workbook_is_zipped_when_closed_then_the_close_stops() -> None:
+    """The zip of a large workbook takes seconds: the output calls the cancel check."""
+
+    class Cancelled(Exception):
+        pass
+
+    checks = []
+
+    def check() -> None:
+        checks.append(1)
+        if len(checks) == 2:
+            raise Cancelled
+
+    out = io.BytesIO()
+    book = xlsxwriter.Workbook(_Checked(out, check), {"constant_memory": True})
+    writer = _Rows(COLUMNS, 0)
+    sheet = book.add_worksheet("t", worksheet_class=RowSheet)
+    # Random hex compresses to about half: some 10 MB of zip, over twice CHECK_BYTES.
+    noise = random.Random(1)
+    rows = [(None, None, None, None, None, None, noise.randbytes(160).hex()) for _ in range(60_000)]
+    sheet.append(writer.rows(rows, 1), first_row=0, last_row=len(rows) - 1, last_col=5)
+
+    with pytest.raises(Cancelled):
+        _close(book)
+
+    assert len(checks) == 2
+    assert out.tell() < 3 * CHECK_BYTES, "the zip stopped soon after the check"
+    assert xlsxwriter.workbook.ZipFile is zipfile.ZipFile, "the name is restored after a raise"
