@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from shared.tables.copyout import copy_out
 from shared.tables.formats import StreamedFormat
 from shared.tables.sql import Selection, text_columns
 
@@ -57,16 +58,15 @@ class Delimited(StreamedFormat):
         size = 0
         header = 1  # the first record is the header, not a row
         statement = self.copy_statement(selection)
-        with conn.cursor() as cursor, cursor.copy(statement, selection.values) as copy:
-            for record in copy:
-                pending.append(record)
-                size += len(record)
-                if size >= CHUNK_BYTES:
-                    yield crlf(pending)
-                    on_rows(len(pending) - header)
-                    header = 0
-                    pending.clear()
-                    size = 0
+        for record in copy_out(conn, statement, selection.values):
+            pending.append(record)
+            size += len(record)
+            if size >= CHUNK_BYTES:
+                yield crlf(pending)
+                on_rows(len(pending) - header)
+                header = 0
+                pending.clear()
+                size = 0
         if pending:
             yield crlf(pending)
             on_rows(len(pending) - header)

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from shared.tables.copyout import copy_out
 from shared.tables.formats import StreamedFormat
 from shared.tables.sql import JSON_COPY_OPTIONS, Selection, json_line
 
@@ -50,16 +51,15 @@ class JsonRecords(StreamedFormat):
         size = 0
         first = True
         statement = self.copy_statement(selection)
-        with conn.cursor() as cursor, cursor.copy(statement, selection.values) as copy:
-            for line in copy:
-                pending.append(line)
-                size += len(line)
-                if size >= CHUNK_BYTES:
-                    yield self._block(pending, first)
-                    on_rows(len(pending))
-                    first = False
-                    pending.clear()
-                    size = 0
+        for line in copy_out(conn, statement, selection.values):
+            pending.append(line)
+            size += len(line)
+            if size >= CHUNK_BYTES:
+                yield self._block(pending, first)
+                on_rows(len(pending))
+                first = False
+                pending.clear()
+                size = 0
         if pending:
             yield self._block(pending, first)
             on_rows(len(pending))
