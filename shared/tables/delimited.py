@@ -54,22 +54,12 @@ class Delimited(StreamedFormat):
         """The file's bytes in chunks of about CHUNK_BYTES; `on_rows` counts data rows."""
         if self.bom:
             yield BOM
-        pending: list[Any] = []
-        size = 0
         header = 1  # the first record is the header, not a row
         statement = self.copy_statement(selection)
-        for record in copy_out(conn, statement, selection.values):
-            pending.append(record)
-            size += len(record)
-            if size >= CHUNK_BYTES:
-                yield crlf(pending)
-                on_rows(len(pending) - header)
-                header = 0
-                pending.clear()
-                size = 0
-        if pending:
-            yield crlf(pending)
-            on_rows(len(pending) - header)
+        for records in copy_out(conn, statement, selection.values, batch_bytes=CHUNK_BYTES):
+            yield crlf(records)
+            on_rows(len(records) - header)
+            header = 0
 
 
 def crlf(records: list[Any]) -> bytes:

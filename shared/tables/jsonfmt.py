@@ -47,22 +47,11 @@ class JsonRecords(StreamedFormat):
         scratch: Path | None = None,
     ) -> Iterator[bytes]:
         """The file's bytes in chunks of about CHUNK_BYTES; `on_rows` counts the rows."""
-        pending: list[Any] = []
-        size = 0
         first = True
         statement = self.copy_statement(selection)
-        for line in copy_out(conn, statement, selection.values):
-            pending.append(line)
-            size += len(line)
-            if size >= CHUNK_BYTES:
-                yield self._block(pending, first)
-                on_rows(len(pending))
-                first = False
-                pending.clear()
-                size = 0
-        if pending:
-            yield self._block(pending, first)
-            on_rows(len(pending))
+        for lines in copy_out(conn, statement, selection.values, batch_bytes=CHUNK_BYTES):
+            yield self._block(lines, first)
+            on_rows(len(lines))
             first = False
         if not self.lines:
             yield b"[]\n" if first else b"\n]\n"

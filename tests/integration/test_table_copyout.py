@@ -24,9 +24,11 @@ def test_given_a_copy_when_read_then_the_records_are_psycopgs_and_the_connection
         with conn.cursor() as cursor, cursor.copy(STATEMENT, {"rows": 20_000}) as copy:
             expected = [bytes(record) for record in copy]
 
-        found = [bytes(record) for record in copy_out(conn, STATEMENT, {"rows": 20_000})]
+        batches = list(copy_out(conn, STATEMENT, {"rows": 20_000}, batch_bytes=64 * 1024))
+        found = [bytes(record) for batch in batches for record in batch]
 
         assert found == expected and len(found) == 20_000
+        assert len(batches) > 3 and all(sum(map(len, b)) <= 64 * 1024 + 100 for b in batches)
         row = conn.execute("SELECT 41 + 1").fetchone()
         assert row is not None and row[0] == 42, "the connection is ready for more"
 
@@ -57,5 +59,5 @@ def test_given_a_cancel_while_the_server_works_when_read_then_the_copy_stops(
 def test_given_parameters_when_copied_then_they_are_bound_as_values(database_url: str) -> None:
     statement = "COPY (SELECT %(text)s::text, %(n)s::int) TO STDOUT (FORMAT csv)"
     with raw_connection(database_url) as conn:
-        found = [bytes(r) for r in copy_out(conn, statement, {"text": "it's; DROP", "n": 7})]
-    assert found == [b"it's; DROP,7\n"]
+        found = list(copy_out(conn, statement, {"text": "it's; DROP", "n": 7}))
+    assert [[bytes(r) for r in batch] for batch in found] == [[b"it's; DROP,7\n"]]
