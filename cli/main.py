@@ -439,18 +439,29 @@ def jobs_retry(
 
 @main.command()
 @click.argument("account")
-@click.option("--out", type=click.Path(path_type=Path), help="Copy the zip here when done.")
+@click.option("--out", type=click.Path(path_type=Path), help="Copy the file here when done.")
 @click.option("--from", "start", help="Range start, ISO 8601.")
 @click.option("--to", "end", help="Range end (exclusive), ISO 8601.")
-@click.option("--incremental", is_flag=True, help="Only what changed since the last export.")
+@click.option("--incremental", is_flag=True, help="Archive: only what changed since the last.")
 @click.option(
     "--compress",
     type=click.Choice(["samples", "all", "none"]),
-    default="samples",
-    show_default=True,
-    help="Which folders are gzipped. 'all' is for Ferry and other tools only: the Arc apps"
-    " read places and items only as plain .json, so they would import no places and no items.",
+    help="Archive only: which folders are gzipped (default samples). 'all' is for Ferry and"
+    " other tools only: the Arc apps read places and items only as plain .json, so they would"
+    " import no places and no items.",
 )
+@click.option(
+    "--table", type=click.Choice(["samples", "items", "places"]), help="Export one table."
+)
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["csv", "tsv", "json", "jsonl", "xlsx"]),
+    help="The table's file format (with --table).",
+)
+@click.option("--columns", help="Table: comma-separated columns, in this order (default all).")
+@click.option("--timezone", help="Table: the zone dates are written in (default UTC).")
+@click.option("--bom", is_flag=True, help="Table (CSV/TSV): start with a BOM, for Excel.")
 @click.option("--no-wait", is_flag=True, help="Queue the export and print its id.")
 @pass_cli
 def export(
@@ -461,20 +472,41 @@ def export(
     start: str | None,
     end: str | None,
     incremental: bool,
-    compress: str,
+    compress: str | None,
+    table: str | None,
+    format_: str | None,
+    columns: str | None,
+    timezone: str | None,
+    bom: bool,
     no_wait: bool,
 ) -> None:
-    """Export ACCOUNT's timeline as an archive; watch it and optionally save the zip."""
+    """Export ACCOUNT's timeline as an archive, or one table with --table; watch it and
+    optionally save the file."""
     from shared.store.accounts import get_account
 
     found = get_account(cli.engine, account)
-    body: dict[str, Any] = {"type": "archive", "compress": compress}
+    if table is None:
+        if format_ or columns or timezone or bom:
+            _fail("--format, --columns, --timezone and --bom go with --table", 2)
+        body: dict[str, Any] = {"type": "archive", "compress": compress or "samples"}
+        if incremental:
+            body["incremental"] = True
+    else:
+        if incremental or compress:
+            _fail("--incremental and --compress are for archives, not --table", 2)
+        if format_ is None:
+            _fail("--table needs --format (csv, tsv, json, jsonl or xlsx)", 2)
+        body = {"type": "table", "table": table, "format": format_, "delivery": "background"}
+        if columns is not None:
+            body["columns"] = [name.strip() for name in columns.split(",") if name.strip()]
+        if timezone:
+            body["timezone"] = timezone
+        if bom:
+            body["bom"] = True
     if start:
         body["from"] = start
     if end:
         body["to"] = end
-    if incremental:
-        body["incremental"] = True
     job, _ = cli.service.submit_export(found.id, body)
     click.echo(f"export {job.id} queued")
     if no_wait:

@@ -17,7 +17,8 @@ from shared.timefmt import format_iso, parse_iso
 COMPRESS_CHOICES = ("samples", "all", "none")
 
 
-def _refuse(field: str, message: str) -> ValidationFailed:
+def refuse(field: str, message: str) -> ValidationFailed:
+    """A 422 naming the field (`details.field`) with a message that starts with it."""
     return ValidationFailed(f"{field}: {message}", details={"field": field})
 
 
@@ -59,44 +60,46 @@ class ExportArchiveParams:
 
 
 def parse_export_request(body: Any) -> tuple[str, dict[str, Any]]:
-    """Validate a `POST /exports` body; returns the job type and its stored params."""
+    """Validate an archive `POST /exports` body; returns the job type and its stored params."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object", details={"field": "body"})
     kind = body.get("type")
     if kind is None:
-        raise _refuse("type", "is required")
+        raise refuse("type", "is required")
     if kind != "archive":
-        raise _refuse("type", "must be 'archive'")
+        # A table export's body is parsed by shared.tables.params (the service routes it).
+        raise refuse("type", "must be 'archive' or 'table'")
     allowed = {"type", "from", "to", "incremental", "compress"}
     for key in body:
         if key not in allowed:
-            raise _refuse(key, "is not a known field")
-    start = _optional_date(body, "from")
-    end = _optional_date(body, "to")
+            raise refuse(key, "is not a known field")
+    start = optional_date(body, "from")
+    end = optional_date(body, "to")
     if start is not None and end is not None and end <= start:
-        raise _refuse("to", "must be after 'from'")
+        raise refuse("to", "must be after 'from'")
     incremental = body.get("incremental", False)
     if not isinstance(incremental, bool):
-        raise _refuse("incremental", "must be true or false")
+        raise refuse("incremental", "must be true or false")
     if incremental and (start is not None or end is not None):
-        raise _refuse("incremental", "cannot be combined with 'from' or 'to'")
+        raise refuse("incremental", "cannot be combined with 'from' or 'to'")
     compress = body.get("compress", "samples")
     if compress not in COMPRESS_CHOICES:
-        raise _refuse("compress", f"must be one of {', '.join(COMPRESS_CHOICES)}")
+        raise refuse("compress", f"must be one of {', '.join(COMPRESS_CHOICES)}")
     params = ExportArchiveParams(start=start, end=end, incremental=incremental, compress=compress)
     return "export.archive", params.to_json()
 
 
-def _optional_date(body: dict[str, Any], field: str) -> datetime | None:
+def optional_date(body: dict[str, Any], field: str) -> datetime | None:
+    """An ISO 8601 date of the body, or None when absent; a 422 naming the field if bad."""
     value = body.get(field)
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _refuse(field, "must be an ISO 8601 date string")
+        raise refuse(field, "must be an ISO 8601 date string")
     try:
         return parse_iso(value)
     except ValueError:
-        raise _refuse(field, "must be an ISO 8601 date, like 2024-01-31T00:00:00Z") from None
+        raise refuse(field, "must be an ISO 8601 date, like 2024-01-31T00:00:00Z") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

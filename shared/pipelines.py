@@ -11,10 +11,12 @@ from shared.archive.importer import ImportArchive
 from shared.errors import BadRequest
 from shared.jobs.pipeline import Pipeline
 from shared.jobs.states import JobType
+from shared.tables.export import ExportTable
 
 PIPELINES: dict[str, Pipeline] = {
     JobType.EXPORT_ARCHIVE: ExportArchive(),
     JobType.IMPORT_ARCHIVE: ImportArchive(),
+    JobType.EXPORT_TABLE: ExportTable(),
 }
 
 

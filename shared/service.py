@@ -24,12 +24,25 @@ from shared.jobs.store import Job, JobEvent, JobFilter, JobStore
 from shared.params import ImportArchiveParams, parse_export_request
 from shared.settings import Settings
 from shared.store.storage import LocalStorage, UploadTooLarge
+from shared.tables.inline import InlineExport, delivery_inline, inline_export
+from shared.tables.params import parse_table_export
 from shared.timefmt import format_iso, parse_iso, utcnow
 
 log = logging.getLogger(__name__)
 
 # Fields of `result` that are Ferry's own bookkeeping, not part of the API.
 _PRIVATE_RESULT = frozenset({"key", "session_start", "snapshot", "base", "apply_xid"})
+
+
+# Content types of downloads, by the file name's extension (older results name none).
+_CONTENT_TYPES = {
+    ".zip": "application/zip",
+    ".csv": "text/csv; charset=utf-8",
+    ".tsv": "text/tab-separated-values; charset=utf-8",
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +52,25 @@ class Download:
     path: Path
     name: str
     size: int
+    content_type: str = "application/zip"
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedExport:
+    """An export request answered with a job (202)."""
+
+    job: Job
+    created: bool
+
+
+ExportAnswer = QueuedExport | InlineExport
+
+
+def parse_export(body: Any) -> tuple[str, dict[str, Any]]:
+    """Validate any `POST /exports` body; returns the job type and its stored params."""
+    if isinstance(body, dict) and body.get("type") == "table":
+        return JobType.EXPORT_TABLE, parse_table_export(body).to_json()
+    return parse_export_request(body)
 
 
 class JobService:
@@ -63,11 +95,37 @@ class JobService:
 
     # --- submitting -------------------------------------------------------------------
 
+    def request_export(
+        self, account_id: str, body: Any, *, idempotency_key: str | None = None
+    ) -> ExportAnswer:
+        """`POST /exports`: a small table export answered inline, anything else queued.
+
+        The inline answer's chunks are the response body; they read the database only
+        while they are iterated. An inline answer creates no job, so an Idempotency-Key
+        has nothing to return again and is not kept.
+        """
+        if isinstance(body, dict) and body.get("type") == "table":
+            params = parse_table_export(body)
+            rows = delivery_inline(
+                self.settings.database_url,
+                account_id,
+                params,
+                max_rows=self.settings.sync_export_max_rows,
+            )
+            if rows is not None:
+                return inline_export(self.settings.database_url, account_id, params, rows=rows)
+        job, created = self.submit_export(account_id, body, idempotency_key=idempotency_key)
+        return QueuedExport(job=job, created=created)
+
     def submit_export(
         self, account_id: str, body: Any, *, idempotency_key: str | None = None
     ) -> tuple[Job, bool]:
-        """Validate an export request, record the job, then publish it."""
-        job_type, params = parse_export_request(body)
+        """Validate an export request (archive or table), record the job, then publish it.
+
+        A table export is queued whatever its `delivery` says: deciding to answer inline
+        is `request_export`'s.
+        """
+        job_type, params = parse_export(body)
         job, created = self.store.create(
             account_id=account_id, type=job_type, params=params, idempotency_key=idempotency_key
         )
@@ -181,7 +239,11 @@ class JobService:
         path = self.storage.path(job.result["key"])
         if not path.is_file():
             raise Gone("the download is no longer stored; run the export again")
-        return Download(path=path, name=job.result["name"], size=path.stat().st_size)
+        name = job.result["name"]
+        content_type = job.result.get("content_type") or _CONTENT_TYPES.get(
+            Path(name).suffix, "application/octet-stream"
+        )
+        return Download(path=path, name=name, size=path.stat().st_size, content_type=content_type)
 
     # --- changing -----------------------------------------------------------------------
 

@@ -74,6 +74,11 @@ PHASES: dict[JobType, tuple[tuple[str, bool], ...]] = {
         ("edges", True),
         ("finalize", False),
     ),
+    JobType.EXPORT_TABLE: (
+        ("prepare", False),
+        ("rows", True),
+        ("finalize", False),
+    ),
 }
 
 
