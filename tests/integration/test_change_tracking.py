@@ -170,8 +170,9 @@ def test_given_records_deleted_after_the_base_when_exported_then_deleted_ids_lis
     )
     _sql(
         url,
-        "INSERT INTO timeline_items (account_id, id, is_visit, start_date, end_date, last_saved)"
-        " VALUES (%s, %s, false, %s, %s, now())",
+        "INSERT INTO timeline_items (account_id, id, is_visit, start_date, end_date, last_saved,"
+        " distance, speed, uncertain_activity_type, trip_last_saved)"
+        " VALUES (%s, %s, false, %s, %s, now(), 0, 0, true, now())",
         person.id,
         item,
         START,
