@@ -51,7 +51,7 @@ from shared.params import ImportArchiveParams
 from shared.settings import Settings
 from shared.store.changes import anything_written_after, written_by
 from shared.store.db import SHORT, raw_connection
-from shared.timefmt import format_iso, utcnow
+from shared.timefmt import format_iso
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +157,10 @@ class ImportArchive:
             unregister = ctx.watcher.on_interrupt(conn.cancel_safe)
             try:
                 staging.create(conn)
-                # What a missing lastSaved becomes (the Arc apps' default is "now").
-                now = utcnow()
+                # What a missing lastSaved becomes (the Arc apps' default is "now"): the
+                # moment the import was asked for, so a retried or resumed attempt stores
+                # the same values as the first.
+                now = ctx.job.created_at
                 report.archive["imported_at"] = format_iso(now)
                 for kind in KINDS:
                     self._validate_kind(

@@ -113,9 +113,25 @@ def _seed(settings: Settings, account_id: str, *, days: int = 4) -> None:
     )
 
 
+# What the Arc apps require of a visit or a trip (CHECKs of timeline_items), for rows a
+# test writes directly; a test's own values win.
+_VISIT_REQUIRED = {
+    "radius_mean": 50.0,
+    "radius_sd": 10.0,
+    "confirmed_place": False,
+    "uncertain_place": True,
+}
+_TRIP_REQUIRED = {"distance": 0.0, "speed": 0.0, "uncertain_activity_type": True}
+
+
 def _insert(database_url: str, table: str, account_id: str, rows: list[dict[str, Any]]) -> None:
     with raw_connection(database_url) as conn:
-        for row in rows:
+        for given in rows:
+            row = dict(given)
+            if table == "timeline_items":
+                required = _VISIT_REQUIRED if row["is_visit"] else _TRIP_REQUIRED
+                saved = "visit_last_saved" if row["is_visit"] else "trip_last_saved"
+                row = {**required, saved: row.get("last_saved", START), **row}
             columns = ", ".join(("account_id", *row))
             marks = ", ".join(["%s"] * (len(row) + 1))
             conn.execute(
@@ -215,6 +231,7 @@ def test_given_items_when_exported_then_visit_columns_are_empty_for_trips_and_tr
                 "start_date": START,
                 "end_date": START + timedelta(minutes=5),
                 "latitude": 52.5,
+                "longitude": 13.4,
                 "custom_title": "Home",
                 "distance": 99.0,  # a trip column on a visit: not exported
             },
@@ -479,17 +496,17 @@ def test_given_null_and_empty_text_when_exported_as_csv_then_empty_field_and_quo
         person.id,
         [{"id": _uuid(), "name": "place 001", "latitude": 0, "longitude": 0, "last_saved": START}],
     )
-    body = {"table": "places", "columns": ["name", "locality", "radius_mean"]}
+    body = {"table": "places", "columns": ["name", "locality", "foursquare_category_id"]}
 
     csv_job = ferry.export(person.id, format="csv", **body)
     json_job = ferry.export(person.id, format="json", **body)
 
     assert ferry.file(csv_job).read_bytes() == (
-        b'name,locality,radius_mean\r\nplace 000,"",\r\nplace 001,,\r\n'
+        b'name,locality,foursquare_category_id\r\nplace 000,"",\r\nplace 001,,\r\n'
     )
     assert read_json(ferry.file(json_job).read_bytes(), lines=False) == [
-        {"name": "place 000", "locality": "", "radius_mean": None},
-        {"name": "place 001", "locality": None, "radius_mean": None},
+        {"name": "place 000", "locality": "", "foursquare_category_id": None},
+        {"name": "place 001", "locality": None, "foursquare_category_id": None},
     ]
 
 
