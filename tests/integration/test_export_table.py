@@ -669,8 +669,10 @@ def test_given_a_running_export_when_cancelled_then_nothing_of_it_stays(
 ) -> None:
     """Cancelled mid-rows: the job says cancelled and storage holds nothing of it."""
     person, _ = account
-    _seed(settings, person.id, days=6)
-    ferry.settings = settings.with_overrides(max_rows_per_second=300)
+    # 6,000 rows: three of the writer's fetches, so rows are still coming when the first
+    # batch's progress shows (a single batch could finish before the cancel arrives).
+    _seed(settings, person.id, days=50)
+    ferry.settings = settings.with_overrides(max_rows_per_second=500)
     job, _ = ferry.service().submit_export(
         person.id, {"type": "table", "table": "samples", "format": "xlsx"}
     )
