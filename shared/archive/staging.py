@@ -30,6 +30,7 @@ from shared.fields import (
     Field,
     Kind,
 )
+from shared.store.locks import lock_account_data
 from shared.store.staging import SCHEMA, table_name
 from shared.store.staging import table as staging_table
 
@@ -377,7 +378,7 @@ class Staging:
 
     def prepare_apply(self, conn: psycopg.Connection, account_id: str) -> None:
         """Serialise imports into one account, and track the items this import writes."""
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (account_id,))
+        lock_account_data(conn, account_id)
         conn.execute("CREATE TEMP TABLE applied_items (id uuid PRIMARY KEY) ON COMMIT DROP")
 
     def restore_edges(self, conn: psycopg.Connection, account_id: str) -> int:

@@ -19,11 +19,8 @@ from web import create_app
 from web.contract import operation
 from web.openapi import document
 from web.planned import (
-    LIST_IMPORTS,
     REMAP_JOB,
-    ROLLBACK_IMPORT,
     ImportTableForm,
-    RollbackConfirmRequest,
 )
 from web.schemas import ExportRequest
 
@@ -35,16 +32,6 @@ def _with_table_views() -> Flask:
         publisher=RecordingPublisher(),
     )
     tables = Blueprint("tables", __name__)
-
-    @tables.get("/imports")
-    @operation(**LIST_IMPORTS)
-    def list_imports(query: Any) -> Any:
-        """The account's import history, newest first."""
-
-    @tables.post("/imports/<uuid:job_id>/rollback")
-    @operation(**ROLLBACK_IMPORT)
-    def rollback_import(job_id: str) -> Any:
-        """Undo a succeeded import."""
 
     @tables.post("/jobs/<uuid:job_id>/remap")
     @operation(**REMAP_JOB)
@@ -68,13 +55,6 @@ def _with_table_views() -> Flask:
     @operation("exportRequest", tags=("test",), auth="user", body=ExportRequest, replies={})
     def export_request(body: Any) -> Any:
         """Stands for `POST /exports` with both types."""
-
-    @tables.post("/rollback-confirm")
-    @operation(
-        "rollbackConfirm", tags=("test",), auth="user", body=RollbackConfirmRequest, replies={}
-    )
-    def rollback_confirm(body: Any) -> Any:
-        """Stands for `POST /jobs/{id}/confirm` of a rollback."""
 
     app.register_blueprint(tables, url_prefix="/api/v1", name="tables")
     return app
