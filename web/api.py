@@ -19,6 +19,7 @@ from shared.jobs.store import Job, JobFilter
 from shared.params import ImportArchiveParams
 from shared.service import JobService
 from shared.store.accounts import get_account
+from shared.tables.params import TableImportParams, parse_table_import
 from shared.timefmt import parse_iso
 from web import schemas
 from web.auth import principal
@@ -325,19 +326,36 @@ def download(job_id: str) -> Any:
     replies={202: _QUEUED},
 )
 def create_import(body: schemas.ImportForm) -> Response:
-    """Queue an import of an uploaded archive (zip, tar or tar.gz).
+    """Queue an import of an uploaded archive (zip, tar or tar.gz) or table file.
 
+    `type=archive` (the default) takes an archive; `type=table` a CSV, TSV, JSON, JSON
+    Lines or XLSX file of `table`, recognised by its content, with an optional `mapping`
+    (422 naming a mapped column that does not exist, or two file columns mapped to one).
     Without `confirm=true` the job stops at `awaiting_confirmation` with its validation
     report as `preview`.
     """
+    params: ImportArchiveParams | TableImportParams
+    if body.type == "table":
+        assert body.table is not None
+        params = parse_table_import(
+            table=body.table,
+            mapping=body.mapping,
+            mode=body.mode or "upsert",
+            timezone=body.timezone,
+            sheet=body.sheet,
+            confirm=body.confirm,
+            skip_invalid=body.skip_invalid,
+        )
+    else:
+        params = ImportArchiveParams(
+            confirm=body.confirm,
+            on_conflict=body.on_conflict or "skip",
+            skip_invalid=body.skip_invalid,
+        )
     upload = request.files["file"]
     received = Path(upload.stream.name)  # streamed into storage by FerryRequest
     upload.stream.close()
-    service = _service()
-    params = ImportArchiveParams(
-        confirm=body.confirm, on_conflict=body.on_conflict, skip_invalid=body.skip_invalid
-    )
-    job = service.submit_import(
+    job = _service().submit_import(
         principal().account_id,
         received=received,
         filename=_display_name(upload.filename or ""),
@@ -345,6 +363,26 @@ def create_import(body: schemas.ImportForm) -> Response:
     )
     adopted(str(received))
     return _job_response(job, 202, location=True)
+
+
+@blueprint.post("/jobs/<uuid:job_id>/remap")
+@operation(
+    "remapJob",
+    tags=("jobs",),
+    auth="user",
+    body=schemas.RemapRequest,
+    replies={202: Reply("the job, queued to read its file again", schemas.JobEnvelope)},
+    errors=(409,),
+)
+def remap_job(job_id: str, body: schemas.RemapRequest) -> Response:
+    """Validate a table import's stored file again with another mapping.
+
+    The job must be a table import at `awaiting_confirmation` (409 otherwise); it is
+    queued again and comes back to `awaiting_confirmation` with a new preview. A mapping
+    to an unknown column, or of two file columns to one, is a 422 naming it.
+    """
+    job = _service().remap(job_id, account_id=principal().account_id, mapping=body.mapping)
+    return _job_response(job, 202)
 
 
 @blueprint.post("/jobs/<uuid:job_id>/confirm")

@@ -7,10 +7,11 @@ so these are not in it yet. The tables work adds each view with the declaration 
     @operation(**LIST_IMPORTS)
     def list_imports(query: ImportsQuery) -> Response: ...
 
-and the document then describes it with no other change. `POST /exports` and
-`POST /imports` take `ExportRequest` and `ImportTableForm` (beside `ImportForm`) then;
-`POST /jobs/{id}/confirm` takes `RollbackConfirmRequest` for a rollback job.
+and the document then describes it with no other change. `POST /exports` takes
+`ExportRequest` then, and `POST /jobs/{id}/confirm` takes `RollbackConfirmRequest` for a
+rollback job.
 tests/unit/test_openapi_planned.py builds a document with all of these and validates it.
+(`POST /imports` of a table and `POST /jobs/{id}/remap` are built: `web/schemas.py`.)
 """
 
 from __future__ import annotations
@@ -23,17 +24,15 @@ from web.contract import Reply
 from web.schemas import (
     ConfirmRequest,
     ExportArchiveRequest,
-    FormBool,
     IsoDate,
     JobEnvelope,
     Request,
     Shape,
     StatusName,
+    TableName,
     Text,
     Uuid,
 )
-
-TableName = Literal["samples", "items", "places"]
 
 
 class ExportTableRequest(Request):
@@ -56,29 +55,6 @@ class ExportRequest(RootModel[Any]):
     """`POST /exports`: an archive or a table, by `type`."""
 
     root: Annotated[ExportArchiveRequest | ExportTableRequest, Field(discriminator="type")]
-
-
-class ImportTableForm(Request):
-    """`POST /imports` of a table: the multipart fields besides `file`."""
-
-    type: Literal["table"]
-    table: TableName
-    mapping: Text | None = Field(
-        None, description="a JSON object: file column -> Ferry column, or null to ignore it"
-    )
-    mode: Literal["insert", "upsert"] = "upsert"
-    timezone: Text | None = Field(None, description="for dates without an offset")
-    sheet: Text | None = Field(None, description="XLSX: the sheet (default: the first)")
-    confirm: FormBool = False
-    skip_invalid: FormBool = False
-
-
-class RemapRequest(Request):
-    """`POST /jobs/{id}/remap`: another mapping for a table import's stored file."""
-
-    mapping: dict[str, Text | None] = Field(
-        description="file column -> Ferry column, or null to ignore the file column"
-    )
 
 
 class RollbackConfirmRequest(ConfirmRequest):
@@ -145,13 +121,5 @@ ROLLBACK_IMPORT: dict[str, Any] = {
         )
     },
     # 409 `rollback_expired` after rollback_until; `conflict` for a batch rolled back.
-    "errors": (409,),
-}
-REMAP_JOB: dict[str, Any] = {
-    "id": "remapJob",
-    "tags": ("jobs",),
-    "auth": "user",
-    "body": RemapRequest,
-    "replies": {202: Reply("the job, back at awaiting_confirmation", JobEnvelope)},
     "errors": (409,),
 }

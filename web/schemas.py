@@ -19,7 +19,9 @@ from pydantic import (
     Field,
     StrictBool,
     WithJsonSchema,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from shared.jobs.states import JobType, Status
 from shared.timefmt import parse_iso
@@ -212,17 +214,69 @@ def _form_bool(value: Any) -> Any:
 FormBool = Annotated[StrictBool, BeforeValidator(_form_bool)]
 
 
-class ImportForm(Request):
-    """`POST /imports`: the multipart fields besides `file`."""
+TableName = Literal["samples", "items", "places"]
+# The fields of each kind of import besides `type`, `confirm` and `skip_invalid`.
+ARCHIVE_ONLY = ("on_conflict",)
+TABLE_ONLY = ("table", "mapping", "mode", "timezone", "sheet")
 
-    type: Literal["archive"] = "archive"
+
+class ImportForm(Request):
+    """`POST /imports`: the multipart fields besides `file`, for an archive (`type`
+    archive, the default) or a table (`type` table, with `table`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "table"}}, "required": ["type"]},
+            "then": {
+                "required": ["table"],
+                "properties": {name: False for name in ARCHIVE_ONLY},
+            },
+            "else": {"properties": {name: False for name in TABLE_ONLY}},
+        }
+    )
+
+    type: Literal["archive", "table"] = "archive"
     confirm: FormBool = Field(
         False, description="apply without stopping at `awaiting_confirmation`"
     )
-    on_conflict: Literal["skip", "newer"] = Field(
-        "skip", description="when an id exists: keep the account's record, or the newer one"
+    on_conflict: Literal["skip", "newer"] | None = Field(
+        None,
+        description="archive: when an id exists, keep the account's record (skip, the"
+        " default), or the newer one",
     )
     skip_invalid: FormBool = Field(False, description="apply the valid records, report the rest")
+    table: TableName | None = Field(None, description="table: which table the file holds")
+    mapping: Text | None = Field(
+        None,
+        description="table: a JSON object, file column -> Ferry column, or null to ignore"
+        " one (default: headers matched ignoring case, spaces, `_` and camelCase)",
+    )
+    mode: Literal["insert", "upsert"] | None = Field(
+        None, description="table: insert (rows must be new) or upsert by id (the default)"
+    )
+    timezone: Text | None = Field(None, description="table: the zone of dates without an offset")
+    sheet: Text | None = Field(None, description="table, XLSX: the sheet (default: the first)")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ImportForm:
+        """A table's fields go with `type` table only, and the reverse."""
+        if self.type == "table":
+            if self.table is None:
+                raise PydanticCustomError("missing", "is required", {})
+            wrong = [n for n in ARCHIVE_ONLY if getattr(self, n) is not None]
+        else:
+            wrong = [n for n in TABLE_ONLY if getattr(self, n) is not None]
+        if wrong:
+            raise ValueError(f"{wrong[0]} does not go with type {self.type}")
+        return self
+
+
+class RemapRequest(Request):
+    """`POST /jobs/{id}/remap`: another mapping for a table import's stored file."""
+
+    mapping: dict[str, Text | None] = Field(
+        description="file column -> Ferry column, or null to ignore the file column"
+    )
 
 
 # --- responses -------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ HELPERS = {
     "params",
     "fields",
     "app_rules",
+    "findings",
     "__init__",
 }
 ALLOWED = {
