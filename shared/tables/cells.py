@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from shared.fields import Kind
@@ -49,7 +49,9 @@ def parse_date(text: str, zone: tzinfo) -> datetime:
     return parsed
 
 
-def parser(kind: Kind, *, zone: tzinfo, escaped: bool) -> Parser:
+def parser(
+    kind: Kind, *, zone: tzinfo, escaped: bool, date_epoch: datetime | None = None
+) -> Parser:
     """The reader of a column's cells: raw cell → stored value (ValueError: why not)."""
     if kind is Kind.UUID:
 
@@ -135,6 +137,13 @@ def parser(kind: Kind, *, zone: tzinfo, escaped: bool) -> Parser:
                 return parse_date(v, zone)
             except ValueError:
                 pass
+        if date_epoch is not None and v.__class__ in (int, float) and 0 <= v < 2_958_466:
+            # An XLSX date cell: days since the workbook's epoch, wall-clock time in `zone`.
+            # Exact arithmetic: a float product would round some microseconds wrongly.
+            n, d = float(v).as_integer_ratio()
+            micros = (2 * n * 86_400_000_000 + d) // (2 * d)
+            moment = date_epoch + timedelta(microseconds=micros)
+            return moment.replace(tzinfo=zone)
         raise ValueError("not an ISO 8601 date")
 
     return date

@@ -154,6 +154,7 @@ class ImportTable:
             now=now,
             generate_ids=generate,
             text_cells=source.text_cells,
+            date_epoch=source.date_epoch,
         )
         staging = TableStaging(ctx.job.id, params.table, reader.columns)
         errors, warnings = Findings(), Findings()

@@ -17,6 +17,7 @@ import io
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,6 +25,7 @@ import ijson
 import orjson
 
 from shared.errors import BadFile
+from shared.tables.values import EXCEL_EPOCH
 
 MAX_COLUMNS = 500
 MAX_FIELD_BYTES = 1024 * 1024
@@ -66,6 +68,8 @@ class TableFile:
     # Cells are text as a spreadsheet wrote them ("'" escapes may be in them) or typed.
     text_cells: bool = True
     escaped: bool = True
+    # XLSX: dates are numbers of days from this moment (a cell has no zone).
+    date_epoch: datetime | None = None
     notes: list[str] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
 
@@ -368,10 +372,12 @@ def _open_xlsx(
     from openpyxl.utils.escape import unescape
 
     _check_zip(path, max_expanded_bytes=max_expanded_bytes, max_ratio=max_ratio)
+    handle = path.open("rb")  # a file object: openpyxl judges a path by its extension
     try:
         # data_only: a formula cell gives its cached value; nothing is ever evaluated.
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
     except Exception as exc:
+        handle.close()
         raise BadFile(f"an unreadable XLSX workbook: {exc}") from None
     try:
         if sheet is None:
@@ -382,6 +388,10 @@ def _open_xlsx(
             raise BadFile(f"no sheet {sheet!r}; the workbook has {', '.join(book.sheetnames)}")
         # The sheet's own dimension claim is not trusted: the rows are read as they are.
         ws.reset_dimensions()
+        # Date cells are read as their serial numbers: openpyxl's own conversion rounds to
+        # the millisecond, and Ferry's dates have microseconds.
+        book._date_formats = set()
+        epoch = datetime(1904, 1, 1) if book.epoch.year == 1904 else EXCEL_EPOCH
         values = ws.iter_rows(values_only=True)
         header_row = next(values, None)
         if header_row is None:
@@ -390,6 +400,7 @@ def _open_xlsx(
         width = len(names)
     except BaseException:
         book.close()
+        handle.close()
         raise
 
     def rows() -> Iterator[tuple[int, list[Any] | RowProblem]]:
@@ -428,5 +439,6 @@ def _open_xlsx(
         rows=rows(),
         text_cells=False,
         escaped=True,
-        _closers=[book],
+        date_epoch=epoch,
+        _closers=[book, handle],
     )

@@ -77,6 +77,7 @@ class RowReader:
         now: datetime,
         generate_ids: bool,
         text_cells: bool = True,
+        date_epoch: datetime | None = None,
     ) -> None:
         fields = FIELDS[table]
         self.table = table
@@ -89,7 +90,9 @@ class RowReader:
                 position=pos,
                 name=header[pos],
                 field=fields[column],
-                read=parser(fields[column].kind, zone=zone, escaped=escaped),
+                read=parser(
+                    fields[column].kind, zone=zone, escaped=escaped, date_epoch=date_epoch
+                ),
                 default=fields[column].default,
             )
             for pos, column in mapped
