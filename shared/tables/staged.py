@@ -294,17 +294,21 @@ class TableStaging:
             return sql.SQL("CASE WHEN {v}{k} THEN {d} END").format(v=visit, k=kind, d=value)
         return value
 
+    def _join(self) -> sql.Composable:
+        """The account's row of each staged id, as `l` (none without an id column)."""
+        if "id" not in self.columns:
+            return sql.SQL("")
+        return sql.SQL(" LEFT JOIN {live} l ON l.account_id = %(a)s AND l.id = s.id").format(
+            live=self.live
+        )
+
     def sample(self, conn: psycopg.Connection, account_id: str, now: datetime) -> list[dict]:
         """The first SAMPLE_ROWS valid rows as they would be stored."""
         names = TABLES[self.table].names
         exprs = sql.SQL(", ").join(
             sql.SQL("{e} AS {c}").format(e=self._stored(c, now), c=_ident(c)) for c in names
         )
-        join: sql.Composable = sql.SQL("")
-        if "id" in self.columns:
-            join = sql.SQL(" LEFT JOIN {live} l ON l.account_id = %(a)s AND l.id = s.id").format(
-                live=self.live
-            )
+        join = self._join()
         rows = conn.execute(
             sql.SQL(
                 "SELECT row_to_json(x)::text FROM (SELECT {e} FROM {t} s{j}"
@@ -342,10 +346,10 @@ class TableStaging:
         same untouched (no write, so it does not count as changed since). Insert mode
         skips an id that another import added under the lock meanwhile.
         """
-        names = TABLES[self.table].names
-        fields = FIELDS[self.table]
-        targets = [c for c in names if c in self.columns or fields[c].default is not None]
-        selected = sql.SQL(", ").join(self._insert_value(c, now) for c in targets)
+        # Every column gets a value, the account's for an update: PostgreSQL checks NOT NULL
+        # on the proposed row before it looks for a conflict.
+        targets = TABLES[self.table].names
+        selected = sql.SQL(", ").join(self._stored(c, now) for c in targets)
         updates = [c for c in self.columns if c != "id"]
         conflict: sql.Composable
         if mode == "insert" or not updates:
@@ -363,7 +367,7 @@ class TableStaging:
         row = conn.execute(
             sql.SQL(
                 "WITH written AS (INSERT INTO {live} (account_id, {cols}) SELECT %(a)s, {sel}"
-                " FROM {t} s WHERE NOT s.invalid ORDER BY s.row {conflict}"
+                " FROM {t} s{j} WHERE NOT s.invalid ORDER BY s.row {conflict}"
                 " RETURNING (xmax = 0) AS inserted)"
                 " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)"
                 " FROM written"
@@ -372,14 +376,10 @@ class TableStaging:
                 cols=sql.SQL(", ").join(_ident(c) for c in targets),
                 sel=selected,
                 t=self.name,
+                j=self._join(),
                 conflict=conflict,
             ),
             {"a": account_id},
         ).fetchone()
         assert row is not None
         return int(row[0]), int(row[1])
-
-    def _insert_value(self, column: str, now: datetime) -> sql.Composable:
-        if column in self.columns:
-            return _ident("s", column)
-        return self._default(column, now)
