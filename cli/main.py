@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from cli.context import Cli
+from cli.imports import imports
 from cli.render import job_details, jobs_table, progress_line
 from cli.tokens import tokens
 from shared.errors import FerryError
@@ -139,6 +140,7 @@ def _has_items(cli: Cli, account_id: str) -> bool:
 
 
 main.add_command(tokens)
+main.add_command(imports)
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -374,10 +376,15 @@ def jobs_watch(cli: Cli, job_id: str) -> None:
 @jobs.command("confirm")
 @click.argument("job_id")
 @click.option("--skip-invalid", is_flag=True, help="Import the valid records, skip the rest.")
+@click.option(
+    "--modified",
+    type=click.Choice(["keep", "revert"]),
+    help="A rollback: keep the rows changed since the import, or revert them too.",
+)
 @pass_cli
-def jobs_confirm(cli: Cli, *, job_id: str, skip_invalid: bool) -> None:
-    """Let an import waiting at its report go on to apply."""
-    job = cli.service.confirm(job_id, skip_invalid=skip_invalid)
+def jobs_confirm(cli: Cli, *, job_id: str, skip_invalid: bool, modified: str | None) -> None:
+    """Let an import waiting at its report go on to apply (or a rollback go on)."""
+    job = cli.service.confirm(job_id, skip_invalid=skip_invalid, modified=modified)
     click.echo(f"{job.id} {job.status}")
 
 

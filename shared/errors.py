@@ -90,6 +90,12 @@ class Conflict(FerryError):
     code = "conflict"
 
 
+class RollbackExpired(FerryError):
+    """Raised when an import's rollback_until has passed (its undo data is gone; HTTP 409)."""
+
+    code = "rollback_expired"
+
+
 class Gone(FerryError):
     """Raised when a download has passed its retention (HTTP 410)."""
 

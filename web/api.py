@@ -396,15 +396,68 @@ def remap_job(job_id: str, body: schemas.RemapRequest) -> Response:
     errors=(409,),
 )
 def confirm_job(job_id: str, body: schemas.ConfirmRequest) -> Response:
-    """Let an import waiting at its report go on to apply.
+    """Let an import waiting at its report go on to apply, or a rollback waiting on rows
+    changed since its import go on (`modified`: keep or revert).
 
     409 when the job is not awaiting confirmation, or while its report lists errors and
-    neither the import nor this body says `skip_invalid`.
+    neither the import nor this body says `skip_invalid`; 422 naming `modified` when a
+    rollback's confirm lacks it, or another job's has it.
     """
     job = _service().confirm(
-        job_id, account_id=principal().account_id, skip_invalid=body.skip_invalid
+        job_id,
+        account_id=principal().account_id,
+        skip_invalid=body.skip_invalid,
+        modified=body.modified,
     )
     return _job_response(job, 202)
+
+
+# --- import history and undo (SPEC 13) ----------------------------------------------------
+
+
+@blueprint.get("/imports")
+@operation(
+    "listImports",
+    tags=("imports",),
+    auth="user",
+    query=schemas.ImportsQuery,
+    replies={
+        200: Reply(
+            "the account's imports, newest first",
+            schemas.ImportsPage,
+            links={"rollback": ("rollbackImport", {"job_id": "$response.body#/imports/0/id"})},
+        )
+    },
+    errors=(400,),
+)
+def list_imports(query: schemas.ImportsQuery) -> Response:
+    """The caller's import history (archive and table imports), newest first, a page at a
+    time, each with its counts and until when it can be rolled back.
+
+    A cursor that is not one this API gave is a 400 naming `cursor`.
+    """
+    records, next_cursor = _service().imports_page(
+        principal().account_id, limit=query.limit, cursor=query.cursor
+    )
+    return jsonify(imports=records, next_cursor=next_cursor)
+
+
+@blueprint.post("/imports/<uuid:job_id>/rollback")
+@operation(
+    "rollbackImport",
+    tags=("imports",),
+    auth="user",
+    replies={202: _QUEUED},
+    errors=(409,),
+)
+def rollback_import(job_id: str) -> Response:
+    """Undo one of the caller's succeeded imports: queues an `import.rollback` job.
+
+    409 `rollback_expired` after the import's `rollback_until`; 409 `conflict` when it
+    was rolled back already, a rollback of it is under way, or it did not succeed.
+    """
+    job = _service().request_rollback(job_id, account_id=principal().account_id)
+    return _job_response(job, 202, location=True)
 
 
 # --- operators ---------------------------------------------------------------------------

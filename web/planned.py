@@ -1,17 +1,10 @@
-"""[D] The table endpoints of SPEC 9 and 13, declared ahead of their views.
+"""[D] The table endpoints of SPEC 9 and 13 declared ahead of their views.
 
 The served document lists only routes that exist (so that what it promises can be fuzzed),
-so these are not in it yet. The tables work adds each view with the declaration here:
-
-    @blueprint.get("/imports")
-    @operation(**LIST_IMPORTS)
-    def list_imports(query: ImportsQuery) -> Response: ...
-
-and the document then describes it with no other change. `POST /exports` takes
-`ExportRequest` then, and `POST /jobs/{id}/confirm` takes `RollbackConfirmRequest` for a
-rollback job.
-tests/unit/test_openapi_planned.py builds a document with all of these and validates it.
-(`POST /imports` of a table and `POST /jobs/{id}/remap` are built: `web/schemas.py`.)
+so these are not in it yet: `POST /exports` takes `ExportRequest` once table exports are
+served over HTTP. tests/unit/test_openapi_planned.py builds a document with it and
+validates it. (Built since: the import history and rollback routes, `POST /imports` of a
+table and `POST /jobs/{id}/remap`: web/api.py, web/schemas.py.)
 """
 
 from __future__ import annotations
@@ -20,18 +13,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, RootModel, StrictBool
 
-from web.contract import Reply
 from web.schemas import (
-    ConfirmRequest,
     ExportArchiveRequest,
     IsoDate,
-    JobEnvelope,
     Request,
-    Shape,
-    StatusName,
     TableName,
     Text,
-    Uuid,
 )
 
 
@@ -55,71 +42,3 @@ class ExportRequest(RootModel[Any]):
     """`POST /exports`: an archive or a table, by `type`."""
 
     root: Annotated[ExportArchiveRequest | ExportTableRequest, Field(discriminator="type")]
-
-
-class RollbackConfirmRequest(ConfirmRequest):
-    """`POST /jobs/{id}/confirm` of a rollback that found rows modified since the import."""
-
-    modified: Literal["keep", "revert"] | None = None
-
-
-class ImportsQuery(Request):
-    """`GET /imports`: a page of the import history."""
-
-    limit: int = Field(50, ge=1, le=200)
-    cursor: Text | None = None
-
-
-class ImportCounts(Shape):
-    """What an import wrote."""
-
-    created: int = Field(ge=0)
-    updated: int = Field(ge=0)
-    skipped: int = Field(ge=0)
-    invalid: int = Field(ge=0)
-
-
-class ImportRecord(Shape):
-    """One import in the history (an archive or a table)."""
-
-    id: Uuid
-    type: Literal["archive", "table"]
-    table: str | None
-    filename: str
-    status: StatusName
-    counts: ImportCounts
-    finished_at: IsoDate | None
-    rollback_until: IsoDate | None
-    rolled_back_at: IsoDate | None
-    rollback_job: Uuid | None
-
-
-class ImportsPage(Shape):
-    """A page of the import history, newest first."""
-
-    imports: list[ImportRecord]
-    next_cursor: str | None
-
-
-LIST_IMPORTS: dict[str, Any] = {
-    "id": "listImports",
-    "tags": ("imports",),
-    "auth": "user",
-    "query": ImportsQuery,
-    "replies": {200: Reply("the account's imports, newest first", ImportsPage)},
-    "errors": (400,),
-}
-ROLLBACK_IMPORT: dict[str, Any] = {
-    "id": "rollbackImport",
-    "tags": ("imports",),
-    "auth": "user",
-    "replies": {
-        202: Reply(
-            "the rollback job (type import.rollback), as it was queued",
-            JobEnvelope,
-            headers={"Location": "the job's URL"},
-        )
-    },
-    # 409 `rollback_expired` after rollback_until; `conflict` for a batch rolled back.
-    "errors": (409,),
-}

@@ -160,6 +160,12 @@ class ConfirmRequest(Request):
     skip_invalid: StrictBool = Field(
         False, description="apply the valid records and report the rest"
     )
+    modified: Literal["keep", "revert"] | None = Field(
+        None,
+        description="a rollback that found rows changed since its import: leave them as they"
+        " are now (`keep`) or undo them too (`revert`); required for a rollback, refused"
+        " for any other job (422)",
+    )
 
 
 class JobsQuery(Request):
@@ -280,6 +286,47 @@ class RemapRequest(Request):
 
 
 # --- responses -------------------------------------------------------------------------------
+
+
+class ImportsQuery(Request):
+    """`GET /imports`: a page of the import history."""
+
+    limit: int = Field(50, ge=1, le=200)
+    cursor: Text | None = Field(None, description="`next_cursor` of the previous page")
+
+
+class ImportCounts(Shape):
+    """What an import wrote."""
+
+    created: int = Field(ge=0)
+    updated: int = Field(ge=0)
+    skipped: int = Field(ge=0)
+    invalid: int = Field(ge=0)
+
+
+class ImportRecord(Shape):
+    """One import in the history (an archive or a table)."""
+
+    id: Uuid = Field(description="the import job's id")
+    type: Literal["archive", "table"]
+    table: str | None = Field(description="a table import's table; null for an archive")
+    filename: str
+    status: StatusName = Field(description="the import job's status")
+    counts: ImportCounts
+    finished_at: IsoDate | None
+    rollback_until: IsoDate | None = Field(
+        description="until when it can be rolled back (its end + FERRY_ROLLBACK_HOURS);"
+        " null when it cannot be (not succeeded, or made before undo existed)"
+    )
+    rolled_back_at: IsoDate | None
+    rollback_job: Uuid | None = Field(description="the last rollback job asked for, if any")
+
+
+class ImportsPage(Shape):
+    """A page of the import history, newest first."""
+
+    imports: list[ImportRecord]
+    next_cursor: str | None
 
 
 class ErrorDetails(Shape):

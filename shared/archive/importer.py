@@ -49,9 +49,10 @@ from shared.jobs.states import PHASES, JobType
 from shared.jobs.store import Job
 from shared.params import ImportArchiveParams
 from shared.settings import Settings
-from shared.store.changes import anything_written_after, written_by
+from shared.store.changes import anything_written_after
 from shared.store.db import SHORT, raw_connection
 from shared.timefmt import format_iso
+from shared.undo.recorder import apply_marks, record_replaced
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +289,16 @@ class ImportArchive:
                 staging.prepare_apply(conn, account)
                 for kind in KINDS:
                     conflicts = self._needs_conflict_check(ctx, conn, kind, report)
+                    if conflicts and params.on_conflict == "newer":
+                        # The undo's before-images of exactly the rows `newer` replaces.
+                        record_replaced(
+                            conn,
+                            job_id=ctx.job.id,
+                            account_id=account,
+                            kind=kind,
+                            staging=staging.table(kind).as_string(conn),
+                            newer_only=True,
+                        )
                     for file_no, rows in staging.file_numbers(conn, kind):
                         inserted, updated = staging.apply_file(
                             conn,
@@ -314,9 +325,10 @@ class ImportArchive:
                     "invalid_skipped": sum(c.get("invalid", 0) for c in report.counts.values()),
                     "warnings": report.warnings.total,
                     # The apply's transaction: every row it wrote carries it as written_xid
-                    # until something writes the row again (change tracking; what an undo
-                    # needs to tell the import's rows from later changes).
-                    "apply_xid": written_by(conn),
+                    # until something writes the row again, every row it created as
+                    # created_xid (what an undo needs to tell the import's rows from later
+                    # changes, shared/undo).
+                    **apply_marks(conn),
                 }
                 checkpoint = {**ctx.checkpoint, "stage": "applied", "result": result}
                 ctx.commit_applied(conn, checkpoint)

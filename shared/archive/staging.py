@@ -27,7 +27,8 @@ from shared.fields import (
     VISIT_FIELDS,
     Field,
 )
-from shared.store.staging import SCHEMA, STAGED_TYPE, binary_copy, lock_account, table_name
+from shared.store.locks import lock_account_data
+from shared.store.staging import SCHEMA, STAGED_TYPE, binary_copy, table_name
 from shared.store.staging import table as staging_table
 
 KINDS = ("places", "items", "samples")
@@ -339,7 +340,7 @@ class Staging:
 
     def prepare_apply(self, conn: psycopg.Connection, account_id: str) -> None:
         """Serialise imports into one account, and track the items this import writes."""
-        lock_account(conn, account_id)
+        lock_account_data(conn, account_id)
         conn.execute("CREATE TEMP TABLE applied_items (id uuid PRIMARY KEY) ON COMMIT DROP")
 
     def restore_edges(self, conn: psycopg.Connection, account_id: str) -> int:

@@ -130,12 +130,18 @@ class JobRequests(JobReads):
         return jobs
 
     def confirm(
-        self, job_id: str, *, account_id: str | None = None, skip_invalid: bool = False
+        self,
+        job_id: str,
+        *,
+        account_id: str | None = None,
+        skip_invalid: bool = False,
+        choices: Mapping[str, Any] | None = None,
     ) -> Job:
         """An awaiting import goes on: back to `queued` for the apply phases.
 
         Refused (Conflict) while its report lists errors, unless invalid records are to be
-        skipped (set on the job already, or now).
+        skipped (set on the job already, or now). `choices` go into the job's params (a
+        rollback's `modified`).
         """
         scope = " AND account_id = :account_id" if account_id else ""
         with self.engine.begin() as conn:
@@ -144,13 +150,19 @@ class JobRequests(JobReads):
                     "UPDATE jobs SET status = 'queued', queued_at = now(), updated_at = now(),"
                     " params = params || jsonb_build_object('confirm', true, 'skip_invalid',"
                     " coalesce((params->>'skip_invalid')::boolean, false) OR :skip)"
+                    " || CAST(:choices AS jsonb)"
                     f" WHERE id = :id AND status = 'awaiting_confirmation'{scope}"
                     " AND (coalesce((preview->>'error_count')::int,"
                     " (preview->>'error_total')::int, 0) = 0"
                     " OR coalesce((params->>'skip_invalid')::boolean, false) OR :skip)"
                     f" RETURNING {COLUMNS}"
                 ),
-                {"id": job_id, "account_id": account_id, "skip": skip_invalid},
+                {
+                    "id": job_id,
+                    "account_id": account_id,
+                    "skip": skip_invalid,
+                    "choices": to_json(dict(choices or {})),
+                },
             ).first()
             if row is not None:
                 job = row_job(row)

@@ -106,8 +106,3 @@ def binary_copy(
     with conn.cursor() as cursor, cursor.copy(query) as copy:
         copy.set_types(list(types))
         yield copy
-
-
-def lock_account(conn: psycopg.Connection, account_id: str) -> None:
-    """Serialise the imports (and undos) into one account: held until the transaction ends."""
-    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (account_id,))

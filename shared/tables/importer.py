@@ -35,36 +35,21 @@ from shared.jobs.pipeline import Outcome, Succeeded, hold_for_confirmation
 from shared.jobs.states import PHASES, JobType
 from shared.jobs.store import Job
 from shared.settings import Settings
-from shared.store.changes import written_by
 from shared.store.db import SHORT, raw_connection
-from shared.store.staging import drop_job_tables, lock_account
+from shared.store.locks import lock_account_data
+from shared.store.staging import drop_job_tables
 from shared.tables.mapping import match
 from shared.tables.params import TableImportParams
 from shared.tables.reading import RowProblem, TableFile, open_table
 from shared.tables.rows import FIELDS, RowReader, cell_error
 from shared.tables.staged import REFERENCES, TableStaging
+from shared.undo.recorder import apply_marks, forget_unwritten, record_replaced
 
 log = logging.getLogger(__name__)
 
 # Rows read between progress reports and cancel checks.
 BATCH = 2_000
 _KIND = {"samples": "samples", "items": "items", "places": "places"}
-
-
-def record_replaced(
-    conn: psycopg.Connection, *, job_id: str, account_id: str, kind: str, staging: str
-) -> int:
-    """Hand the rows about to be replaced to the undo's recorder (SPEC 13 "Undo").
-
-    UNDO CALL SITE: `shared.undo.record_replaced` (branch wip/undo) keeps the account's
-    rows whose ids `staging` lists, as they are before this apply replaces them. Until
-    that module is merged there is nothing to record into, and this returns 0.
-    """
-    try:
-        from shared.undo import record_replaced as recorder  # type: ignore[import-not-found]
-    except ImportError:
-        return 0
-    return int(recorder(conn, job_id=job_id, account_id=account_id, kind=kind, staging=staging))
 
 
 class ImportTable:
@@ -316,7 +301,7 @@ class ImportTable:
         with ctx.connect() as conn:
             unregister = ctx.watcher.on_interrupt(conn.cancel_safe)
             try:
-                lock_account(conn, account)
+                lock_account_data(conn, account)
                 replaced = 0
                 if params.mode == "upsert" and "id" in staging.columns:
                     ids = staging.save_replaced(conn, account)
@@ -330,6 +315,8 @@ class ImportTable:
                 created, updated = staging.apply(
                     conn, account_id=account, mode=params.mode, now=now
                 )
+                if replaced:
+                    forget_unwritten(conn, job_id=ctx.job.id)
                 ctx.advance(counts["valid"])
                 ctx.check()
                 result = {
@@ -342,9 +329,9 @@ class ImportTable:
                     "table": params.table,
                     "warnings": preview.get("warning_total", 0),
                     "recorded_for_undo": replaced,
-                    # The apply's transaction: every row it wrote carries it as written_xid
-                    # until something writes the row again (what an undo needs).
-                    "apply_xid": written_by(conn),
+                    # The apply's transaction: the rows it created carry it as created_xid,
+                    # every row it wrote as written_xid (what an undo needs, shared/undo).
+                    **apply_marks(conn),
                 }
                 ctx.commit_applied(conn, {**ctx.checkpoint, "stage": "applied", "result": result})
             finally:

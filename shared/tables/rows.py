@@ -90,9 +90,7 @@ class RowReader:
                 position=pos,
                 name=header[pos],
                 field=fields[column],
-                read=parser(
-                    fields[column].kind, zone=zone, escaped=escaped, date_epoch=date_epoch
-                ),
+                read=parser(fields[column].kind, zone=zone, escaped=escaped, date_epoch=date_epoch),
                 default=fields[column].default,
             )
             for pos, column in mapped

@@ -11,13 +11,11 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import openpyxl
 import pytest
 from sqlalchemy import Engine
 
@@ -157,13 +155,13 @@ def _sample_ids(n: int) -> list[str]:
 @pytest.mark.parametrize("table", ["places", "items", "samples"])
 def test_given_an_export_when_it_is_imported_into_an_empty_account_then_every_row_is_the_same(
     ferry: Ferry,
-    settings: Settings,
     engine: Engine,
     account: tuple[Account, str],
     table: str,
     fmt: str,
 ) -> None:
     """Export → import is lossless, in every format: every column of every row."""
+    settings = ferry.settings
     person, _ = account
     _seed(settings, person.id)
     target = _other(engine)
