@@ -491,3 +491,231 @@ def test_insert_without_an_id_column_generates_ids(
     stored = _rows(settings, person.id, "samples")
     assert sorted(r["latitude"] for r in stored.values()) == [1.0, 2.0]
     assert all(uuid.UUID(i) for i in stored)
+
+
+# --- XLSX as spreadsheets write it --------------------------------------------------------------
+
+
+def _xlsx(tmp_path: Path, rows: list[list[Any]], *, dimension: str | None = None) -> bytes:
+    """A workbook written by openpyxl; optionally with a wrong claimed dimension."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "mine"
+    for row in rows:
+        sheet.append(row)
+    path = tmp_path / "book.xlsx"
+    book.save(path)
+    if dimension is None:
+        return path.read_bytes()
+    import re
+    import zipfile
+
+    patched = tmp_path / "patched.xlsx"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(patched, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = re.sub(
+                    rb'<dimension ref="[^"]*"', f'<dimension ref="{dimension}"'.encode(), data
+                )
+            target.writestr(item, data)
+    return patched.read_bytes()
+
+
+@pytest.mark.parametrize("dimension", ["A1:B2", "A1:Z1048576"])
+def test_given_an_xlsx_with_a_wrong_dimension_and_formulas_when_imported_then_rows_are_as_cached(
+    ferry: Ferry, settings: Settings, account: tuple[Account, str], tmp_path: Path, dimension: str
+) -> None:
+    """The sheet's claimed size is not trusted; a formula gives its cached value (none when
+    the writer cached none: openpyxl caches none, so the cell is empty), never evaluated."""
+    person, _ = account
+    ids = _sample_ids(5)
+    rows: list[list[Any]] = [["id", "date", "speed", "source"]]
+    for i, key in enumerate(ids):
+        rows.append(
+            [key, datetime(2024, 1, 1, 10, i, 0, 250000), 1.5 + i, "=1+1" if i == 4 else "app"]
+        )
+
+    done = ferry.import_(
+        person.id,
+        _xlsx(tmp_path, rows, dimension=dimension),
+        "book.xlsx",
+        table="samples",
+        timezone="Europe/Berlin",
+        confirm=True,
+    )
+
+    assert done.status == "succeeded", done.error
+    assert done.preview is not None and done.preview["format"] == "xlsx"
+    stored = _rows(settings, person.id, "samples")
+    assert set(stored) == set(ids)
+    assert stored[ids[0]]["date"] == datetime(2024, 1, 1, 9, 0, 0, 250000, tzinfo=UTC)
+    assert [stored[k]["speed"] for k in ids] == [1.5, 2.5, 3.5, 4.5, 5.5]
+    # openpyxl writes a formula without a cached value: the cell reads empty, so the
+    # sample takes the Arc default; the formula text itself is never stored.
+    assert stored[ids[4]]["source"] == "LocoKit2"
+
+
+# --- SPEC 11's bad files: job failed, bad_file, nothing written ---------------------------------
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def _many_empty_rows(tmp_path: Path) -> bytes:
+    import zipfile
+
+    path = tmp_path / "book.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["id", "date"])
+    book.save(path)
+    rows = b"".join(b'<row r="%d"/>' % n for n in range(2, 1_000_002))
+    patched = tmp_path / "empty.xlsx"
+    with (
+        zipfile.ZipFile(path) as source,
+        zipfile.ZipFile(patched, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b"</sheetData>", rows + b"</sheetData>")
+            target.writestr(item.filename, data, zipfile.ZIP_DEFLATED)
+    return patched.read_bytes()
+
+
+BAD_FILES: dict[str, tuple[Callable[[Path], bytes], str]] = {
+    "binary": (
+        lambda _: b"\x00\x01\x02\x03gzip?\x00" * 100,
+        "not a CSV, TSV, JSON, JSON Lines or XLSX",
+    ),
+    "a zip, not a workbook": (lambda _: _zip({"a.txt": b"hello"}), "not an XLSX workbook"),
+    "undecodable": (lambda _: b"id,name\r\n1,\x81\x8d\x8f\x90\x9d\r\n", "undecodable text"),
+    "empty": (lambda _: b"", "a header row is required"),
+    "blank header": (lambda _: b",,\r\n1,2,3\r\n", "no header row"),
+    "over 500 columns": (
+        lambda _: (",".join(f"c{i}" for i in range(501)) + "\r\n").encode(),
+        "501 columns; at most 500",
+    ),
+    "a field over 1 MiB": (
+        lambda _: b"id,name\r\n1,ok\r\n2," + b"x" * (1024 * 1024 + 10) + b"\r\n",
+        "row 3: a field over 1 MiB",
+    ),
+    "a JSON field over 1 MiB": (
+        lambda _: json.dumps([{"id": "a"}, {"id": "x" * (1024 * 1024 + 10)}]).encode(),
+        "row 3: a field over 1 MiB",
+    ),
+    "truncated JSON": (lambda _: b'[{"id": "a"}, {"id": ', "invalid JSON"),
+    "a zip bomb": (
+        lambda _: _zip(
+            {"xl/workbook.xml": b"<w/>", "xl/worksheets/sheet1.xml": b" " * 300_000_000}
+        ),
+        "a zip bomb",
+    ),
+    "a million empty rows": (_many_empty_rows, "empty rows in a row"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_given_a_bad_file_when_imported_then_the_job_fails_with_bad_file_and_nothing_is_written(
+    ferry: Ferry, settings: Settings, account: tuple[Account, str], tmp_path: Path, case: str
+) -> None:
+    person, _ = account
+    _seed(settings, person.id, days=1)
+    before = _rows(settings, person.id, "samples")
+    make, message = BAD_FILES[case]
+
+    done = ferry.import_(person.id, make(tmp_path), "file.csv", table="samples", confirm=True)
+
+    assert done.status == "failed"
+    assert done.error is not None and done.error["code"] == "bad_file"
+    assert message in done.error["message"]
+    assert _rows(settings, person.id, "samples") == before
+    with raw_connection(settings.database_url) as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'ferry_staging'"
+            " AND tablename LIKE %s",
+            (f"j_{done.id.replace('-', '')}%",),
+        ).fetchone()
+        assert left == (0,)
+
+
+def test_given_rows_with_too_many_or_too_few_fields_when_previewed_then_each_is_a_row_error(
+    ferry: Ferry, account: tuple[Account, str]
+) -> None:
+    person, _ = account
+    ids = _sample_ids(3)
+    data = (
+        f"id;date\r\n{ids[0]};2024-01-01T00:00:00Z\r\n{ids[1]}\r\n"
+        f"{ids[2]};2024-01-01T00:00:00Z;extra\r\n"
+    ).encode("windows-1252")
+
+    job = ferry.import_(person.id, data, "semi.txt", table="samples")
+
+    assert job.preview is not None
+    assert job.preview["delimiter"] == ";"
+    assert [(e["row"], e["column"], e["reason"]) for e in job.preview["errors"]] == [
+        (3, None, "1 fields; the header has 2"),
+        (4, None, "3 fields; the header has 2"),
+    ]
+    assert job.preview["counts"]["valid"] == 1
+
+
+def test_given_windows_1252_text_and_a_bom_when_read_then_the_encoding_is_reported(
+    ferry: Ferry, settings: Settings, account: tuple[Account, str]
+) -> None:
+    person, _ = account
+    places = [str(uuid.uuid4()), str(uuid.uuid4())]
+    latin = f"id\tname\tlatitude\tlongitude\r\n{places[0]}\tCaf\xe9\t1\t2\r\n".encode(
+        "windows-1252"
+    )
+    bom = ("\ufeff" + f"ID,Name,Latitude,Longitude\r\n{places[1]},Café,1,2\r\n").encode("utf-8")
+
+    first = ferry.import_(person.id, latin, "p.tsv", table="places", confirm=True)
+    second = ferry.import_(person.id, bom, "p.csv", table="places", confirm=True)
+
+    assert first.preview is not None and second.preview is not None
+    assert (first.preview["format"], first.preview["encoding"]) == ("tsv", "windows-1252")
+    assert (second.preview["format"], second.preview["encoding"]) == ("csv", "utf-8")
+    assert second.preview["header"] == ["ID", "Name", "Latitude", "Longitude"]
+    names = {k: r["name"] for k, r in _rows(settings, person.id, "places").items()}
+    assert names == {places[0]: "Café", places[1]: "Café"}
+
+
+# --- undo data ------------------------------------------------------------------------------------
+
+
+def test_given_an_upsert_when_applied_then_the_rows_it_replaced_are_recorded_for_undo(
+    ferry: Ferry, settings: Settings, account: tuple[Account, str]
+) -> None:
+    person, _ = account
+    ids = _sample_ids(3)
+    first = _csv(["id", "date", "speed"], [[k, "2024-01-01T10:00:00Z", "1"] for k in ids])
+    assert (
+        ferry.import_(person.id, first, "a.csv", table="samples", confirm=True).status
+        == "succeeded"
+    )
+    before = _rows(settings, person.id, "samples")
+    second = _csv(["id", "speed"], [[ids[0], "1"], [ids[1], "9"], [ids[2], "8"]])
+
+    done = ferry.import_(person.id, second, "b.csv", table="samples", confirm=True)
+
+    assert done.status == "succeeded"
+    with raw_connection(settings.database_url) as conn:
+        recorded = conn.execute(
+            "SELECT id::text, before->>'speed' FROM import_undo_rows WHERE job_id = %s"
+            " AND kind = 'samples' ORDER BY 1",
+            (done.id,),
+        ).fetchall()
+    # ids[0] was unchanged (not written, nothing to undo); the other two as they were.
+    assert recorded == sorted((k, "1") for k in (ids[1], ids[2]))
+    assert before[ids[1]]["speed"] == 1.0
