@@ -169,7 +169,7 @@ class RowReader:
                 continue
             f = cell.field
             column = f.column
-            part = column in VISIT_ONLY or column in TRIP_ONLY
+            part = self._items and (column in VISIT_ONLY or column in TRIP_ONLY)
             if f.required:
                 if not any(e["column"] == cell.name for e in errors):
                     errors.append(cell_error(row, cell.name, None, "is required"))

@@ -288,7 +288,7 @@ class TableStaging:
                 value = _ident("s", "last_saved")
         else:
             value = sql.Literal(f.default)
-        if column in VISIT_ONLY or column in TRIP_ONLY:
+        if self.table == "items" and (column in VISIT_ONLY or column in TRIP_ONLY):
             kind = _ident("s", "is_visit") if "is_visit" in self.columns else sql.SQL("NULL")
             visit = sql.SQL("" if column in VISIT_ONLY else "NOT ")
             return sql.SQL("CASE WHEN {v}{k} THEN {d} END").format(v=visit, k=kind, d=value)

@@ -10,12 +10,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import uuid
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 from sqlalchemy import Engine
 
@@ -508,9 +512,6 @@ def _xlsx(tmp_path: Path, rows: list[list[Any]], *, dimension: str | None = None
     book.save(path)
     if dimension is None:
         return path.read_bytes()
-    import re
-    import zipfile
-
     patched = tmp_path / "patched.xlsx"
     with zipfile.ZipFile(path) as source, zipfile.ZipFile(patched, "w") as target:
         for item in source.infolist():
@@ -561,8 +562,6 @@ def test_given_an_xlsx_with_a_wrong_dimension_and_formulas_when_imported_then_ro
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
-    import zipfile
-
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in members.items():
@@ -571,8 +570,6 @@ def _zip(members: dict[str, bytes]) -> bytes:
 
 
 def _many_empty_rows(tmp_path: Path) -> bytes:
-    import zipfile
-
     path = tmp_path / "book.xlsx"
     book = openpyxl.Workbook()
     sheet = book.active
