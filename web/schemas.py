@@ -226,6 +226,22 @@ ARCHIVE_ONLY = ("on_conflict",)
 TABLE_ONLY = ("table", "mapping", "mode", "timezone", "sheet")
 
 
+# Optional multipart fields: text, never null (left out, a field takes its default), so
+# the document says string, or one of the choices.
+FormConflict = Annotated[
+    Literal["skip", "newer"] | None, WithJsonSchema({"type": "string", "enum": ["skip", "newer"]})
+]
+FormTable = Annotated[
+    TableName | None,
+    WithJsonSchema({"type": "string", "enum": ["samples", "items", "places"]}),
+]
+FormMode = Annotated[
+    Literal["insert", "upsert"] | None,
+    WithJsonSchema({"type": "string", "enum": ["insert", "upsert"]}),
+]
+FormText = Annotated[Text | None, WithJsonSchema({"type": "string", "pattern": NO_NUL})]
+
+
 class ImportForm(Request):
     """`POST /imports`: the multipart fields besides `file`, for an archive (`type`
     archive, the default) or a table (`type` table, with `table`)."""
@@ -245,23 +261,23 @@ class ImportForm(Request):
     confirm: FormBool = Field(
         False, description="apply without stopping at `awaiting_confirmation`"
     )
-    on_conflict: Literal["skip", "newer"] | None = Field(
+    on_conflict: FormConflict = Field(
         None,
         description="archive: when an id exists, keep the account's record (skip, the"
         " default), or the newer one",
     )
     skip_invalid: FormBool = Field(False, description="apply the valid records, report the rest")
-    table: TableName | None = Field(None, description="table: which table the file holds")
-    mapping: Text | None = Field(
+    table: FormTable = Field(None, description="table: which table the file holds")
+    mapping: FormText = Field(
         None,
         description="table: a JSON object, file column -> Ferry column, or null to ignore"
         " one (default: headers matched ignoring case, spaces, `_` and camelCase)",
     )
-    mode: Literal["insert", "upsert"] | None = Field(
+    mode: FormMode = Field(
         None, description="table: insert (rows must be new) or upsert by id (the default)"
     )
-    timezone: Text | None = Field(None, description="table: the zone of dates without an offset")
-    sheet: Text | None = Field(None, description="table, XLSX: the sheet (default: the first)")
+    timezone: FormText = Field(None, description="table: the zone of dates without an offset")
+    sheet: FormText = Field(None, description="table, XLSX: the sheet (default: the first)")
 
     @model_validator(mode="after")
     def _one_kind(self) -> ImportForm:
