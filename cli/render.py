@@ -122,7 +122,11 @@ def table_preview(preview: dict[str, Any]) -> str:
         f"file: {preview.get('format')}, encoding {preview.get('encoding') or '-'},"
         f" delimiter {preview.get('delimiter')!r}",
         "mapping: "
-        + (", ".join(f"{k} -> {v if v else '(ignored)'}" for k, v in mapping.items()) or "-"),
+        + (
+            ", ".join(f"{k} -> {v or '(ignored)'}" for k, v in mapping.items() if k != v)
+            or "by name"
+        )
+        + f" ({sum(1 for v in mapping.values() if v)} columns read)",
     ]
     if preview.get("unmapped"):
         lines.append("unmapped: " + ", ".join(preview["unmapped"]))
