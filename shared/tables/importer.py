@@ -35,6 +35,7 @@ from shared.jobs.pipeline import Outcome, Succeeded, hold_for_confirmation
 from shared.jobs.states import PHASES, JobType
 from shared.jobs.store import Job
 from shared.settings import Settings
+from shared.store.changes import anything_written_after, current_snapshot
 from shared.store.db import SHORT, raw_connection
 from shared.store.locks import lock_account_data
 from shared.store.staging import drop_job_tables
@@ -192,6 +193,7 @@ class ImportTable:
             finally:
                 unregister()
         counts = preview.pop("_counts")
+        snapshot = preview.pop("_snapshot")
         preview.update(
             {
                 "format": source.format,
@@ -214,6 +216,7 @@ class ImportTable:
             "stage": "staged",
             "staged": staged,
             "columns": list(reader.columns),
+            "snapshot": snapshot,
             "preview": preview,
         }
         ctx.save_checkpoint()
@@ -273,6 +276,9 @@ class ImportTable:
             named = reader.file_column.get(column, column)
             warnings.extend([{**r, "column": named, "reason": reason} for r in rows], count)
             ctx.check()
+        # Taken before the counts: a row they missed was written by a transaction this
+        # snapshot did not see (what the apply checks under the lock).
+        snapshot = current_snapshot(conn)
         counts = staging.counts(conn, account)
         ctx.advance(staging.count(conn))
         return {
@@ -285,6 +291,7 @@ class ImportTable:
             "warning_total": warnings.total,
             "sample": staging.sample(conn, account, ctx.job.created_at),
             "_counts": counts,
+            "_snapshot": snapshot,
         }
 
     # --- apply, finalize ----------------------------------------------------------------
@@ -313,7 +320,11 @@ class ImportTable:
                         staging=ids,
                     )
                 created, updated = staging.apply(
-                    conn, account_id=account, mode=params.mode, now=now
+                    conn,
+                    account_id=account,
+                    mode=params.mode,
+                    now=now,
+                    conflicts=self._needs_conflict_check(ctx, conn, params, counts),
                 )
                 if replaced:
                     forget_unwritten(conn, job_id=ctx.job.id)
@@ -337,6 +348,28 @@ class ImportTable:
             finally:
                 unregister()
         log.info("job %s: table %s applied %s", ctx.job.id, params.table, result["counts"])
+
+    @staticmethod
+    def _needs_conflict_check(
+        ctx: JobContext,
+        conn: psycopg.Connection,
+        params: TableImportParams,
+        counts: dict[str, int],
+    ) -> bool:
+        """Whether the rows must go in with ON CONFLICT; decided under the lock.
+
+        Not when the preview found none of the file's ids in the account and no row of
+        the table was written in the account since its snapshot (one range scan over
+        recent writes), as the archive import decides: then none can exist.
+        """
+        if counts["would_update"] or counts["unchanged"] or params.mode == "insert":
+            return True
+        snapshot = ctx.checkpoint.get("snapshot")
+        if not snapshot:
+            return True
+        return anything_written_after(
+            conn, kind=params.table, account_id=ctx.job.account_id, snapshot=snapshot
+        )
 
     def _finalize(self, ctx: JobContext) -> Succeeded:
         ctx.committed = True

@@ -337,14 +337,22 @@ class TableStaging:
         return target.as_string(conn)
 
     def apply(
-        self, conn: psycopg.Connection, *, account_id: str, mode: str, now: datetime
+        self,
+        conn: psycopg.Connection,
+        *,
+        account_id: str,
+        mode: str,
+        now: datetime,
+        conflicts: bool = True,
     ) -> tuple[int, int]:
         """Write the valid rows into the live table; (created, updated).
 
         Columns the file has no column for take their defaults in new rows and stay as
         they are in updated ones. An upsert leaves a row whose mapped values are all the
         same untouched (no write, so it does not count as changed since). Insert mode
-        skips an id that another import added under the lock meanwhile.
+        skips an id that another import added under the lock meanwhile. Without
+        `conflicts` (the caller knows under the lock that no staged id exists in the
+        account) a plain INSERT does, with no conflict probe per row.
         """
         # Every column gets a value, the account's for an update: PostgreSQL checks NOT NULL
         # on the proposed row before it looks for a conflict.
@@ -352,7 +360,9 @@ class TableStaging:
         selected = sql.SQL(", ").join(self._stored(c, now) for c in targets)
         updates = [c for c in self.columns if c != "id"]
         conflict: sql.Composable
-        if mode == "insert" or not updates:
+        if not conflicts:
+            conflict = sql.SQL("")
+        elif mode == "insert" or not updates:
             conflict = sql.SQL("ON CONFLICT (account_id, id) DO NOTHING")
         else:
             conflict = sql.SQL(
@@ -376,7 +386,7 @@ class TableStaging:
                 cols=sql.SQL(", ").join(_ident(c) for c in targets),
                 sel=selected,
                 t=self.name,
-                j=self._join(),
+                j=self._join() if set(self.columns) < set(targets) else sql.SQL(""),
                 conflict=conflict,
             ),
             {"a": account_id},

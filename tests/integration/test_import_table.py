@@ -716,3 +716,26 @@ def test_given_an_upsert_when_applied_then_the_rows_it_replaced_are_recorded_for
     # ids[0] was unchanged (not written, nothing to undo); the other two as they were.
     assert recorded == sorted((k, "1") for k in (ids[1], ids[2]))
     assert before[ids[1]]["speed"] == 1.0
+
+
+def test_given_rows_written_since_the_preview_when_confirmed_then_conflicts_are_decided_at_apply(
+    ferry: Ferry, settings: Settings, account: tuple[Account, str]
+) -> None:
+    """The preview saw new rows; another import wrote them meanwhile: the apply, under the
+    lock, still takes the conflict path and nothing fails or doubles."""
+    person, _ = account
+    ids = _sample_ids(2)
+    data = _csv(["id", "date", "speed"], [[k, "2024-01-01T10:00:00Z", "1"] for k in ids])
+    first = ferry.import_(person.id, data, "a.csv", table="samples")
+    assert first.preview is not None and first.preview["counts"]["would_create"] == 2
+    other = _csv(["id", "date", "speed"], [[k, "2024-01-01T10:00:00Z", "5"] for k in ids])
+    assert ferry.import_(person.id, other, "b.csv", table="samples", confirm=True).status == (
+        "succeeded"
+    )
+
+    done = ferry.confirm(first)
+
+    assert done.status == "succeeded", done.error
+    assert done.result is not None
+    assert done.result["counts"] == {"created": 0, "updated": 2, "skipped": 0, "invalid": 0}
+    assert {r["speed"] for r in _rows(settings, person.id, "samples").values()} == {1.0}
