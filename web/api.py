@@ -11,7 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    request,
+    send_file,
+    stream_with_context,
+    url_for,
+)
 
 from shared.errors import NotFound
 from shared.jobs.states import Status
@@ -19,6 +28,7 @@ from shared.jobs.store import Job, JobFilter
 from shared.params import ImportArchiveParams
 from shared.service import JobService
 from shared.store.accounts import get_account
+from shared.tables.inline import InlineExport
 from shared.tables.params import TableImportParams, parse_table_import
 from shared.timefmt import parse_iso
 from web import schemas
@@ -118,12 +128,24 @@ def openapi_document() -> Response:
 # --- a person's own jobs ---------------------------------------------------------------
 
 
+# The media types of a file an export answers with (a download, or a small table inline).
+_FILE_TYPES = (
+    "text/csv",
+    "text/tab-separated-values",
+    "application/json",
+    "application/x-ndjson",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+)
+# Any content: the bytes of the file (a JSON table is JSON, an array of objects).
+_FILE: dict[str, Any] = {}
+
+
 @blueprint.post("/exports")
 @operation(
     "createExport",
     tags=("jobs",),
     auth="user",
-    body=schemas.ExportArchiveRequest,
+    body=schemas.ExportRequest,
     headers=(
         Header(
             "Idempotency-Key",
@@ -132,6 +154,14 @@ def openapi_document() -> Response:
         ),
     ),
     replies={
+        200: Reply(
+            "a small table export (`delivery` auto up to FERRY_SYNC_EXPORT_MAX_ROWS rows, or"
+            " inline): the file itself, as an attachment",
+            media_type=_FILE_TYPES[0],
+            also=_FILE_TYPES[1:],
+            schema=_FILE,
+            headers={"Content-Disposition": 'attachment; filename="{table}-….{ext}"'},
+        ),
         202: Reply(
             "the job, as it was queued (or as it is, for a replayed Idempotency-Key)",
             schemas.JobEnvelope,
@@ -140,24 +170,32 @@ def openapi_document() -> Response:
                 "Idempotent-Replayed": "(optional) `true` when the key was seen before",
             },
             links=_JOB_LINKS,
-        )
+        ),
     },
     errors=(409,),
 )
-def create_export(body: schemas.ExportArchiveRequest, headers: dict[str, str | None]) -> Response:
-    """Queue an archive export.
+def create_export(body: schemas.ExportRequest, headers: dict[str, str | None]) -> Response:
+    """Queue an archive export, or export a table (SPEC 13).
 
     `to` must be after `from` (422 naming `to` otherwise). An `Idempotency-Key` reused with
-    a different body is a 409.
+    a different body is a 409. A table export of at most FERRY_SYNC_EXPORT_MAX_ROWS rows
+    (`delivery` auto) answers with the file itself (200); `inline` over that is a 422
+    naming `delivery`; `background` always queues a job.
     """
     service = _service()
-    job, created = service.submit_export(
+    answer = service.request_export(
         principal().account_id,
-        body.model_dump(by_alias=True, exclude_unset=True),
+        body.root.model_dump(by_alias=True, exclude_unset=True),
         idempotency_key=headers["Idempotency-Key"],
     )
-    response = _job_response(job, 202, location=True)
-    if not created:
+    if isinstance(answer, InlineExport):
+        return Response(
+            stream_with_context(answer.chunks),
+            mimetype=answer.content_type,
+            headers={"Content-Disposition": answer.disposition},
+        )
+    response = _job_response(answer.job, 202, location=True)
+    if not answer.created:
         response.headers["Idempotent-Replayed"] = "true"
     return response
 
@@ -295,9 +333,10 @@ def retry_job(job_id: str) -> Response:
     auth="user",
     replies={
         200: Reply(
-            "the export's zip, as an attachment",
+            "the export's file (an archive's zip, or a table), as an attachment",
             media_type="application/zip",
-            schema={"type": "string", "contentMediaType": "application/zip"},
+            also=_FILE_TYPES,
+            schema=_FILE,
         )
     },
     errors=(409, 410),
@@ -308,7 +347,7 @@ def download(job_id: str) -> Any:
     note_job(job_id)
     return send_file(
         found.path,
-        mimetype="application/zip",
+        mimetype=found.content_type,
         as_attachment=True,
         download_name=found.name,
         conditional=True,

@@ -283,7 +283,7 @@ def _reply(reply: Reply, schemas: _Schemas) -> dict[str, Any]:
         schema = schemas.ref(reply.model, "serialization")
     else:
         schema = reply.schema or {}
-    described["content"] = {reply.media_type: {"schema": schema}}
+    described["content"] = {media: {"schema": schema} for media in (reply.media_type, *reply.also)}
     if reply.links:
         described["links"] = {
             name: {"operationId": target, "parameters": dict(parameters)}

@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    RootModel,
     StrictBool,
     WithJsonSchema,
     model_validator,
@@ -109,6 +110,9 @@ Uuid = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
 Statuses = Annotated[list[StatusName], BeforeValidator(_comma_list), Field(min_length=1)]
 
 
+TableName = Literal["samples", "items", "places"]
+
+
 class Request(BaseModel):
     """A request part (body, form or query): unknown fields are refused, by name."""
 
@@ -152,6 +156,28 @@ class ExportArchiveRequest(Request):
     compress: Literal["samples", "all", "none"] = Field(
         "samples", description="which folders' files are gzipped"
     )
+
+
+class ExportTableRequest(Request):
+    """`POST /exports` for a table (SPEC 13)."""
+
+    type: Literal["table"]
+    table: TableName
+    format: Literal["csv", "tsv", "json", "jsonl", "xlsx"]
+    columns: list[Text] | None = Field(
+        None, min_length=1, description="the table's columns in this order (default: all)"
+    )
+    from_: IsoDate | None = Field(None, alias="from")
+    to: IsoDate | None = None
+    timezone: Text | None = Field(None, description="an IANA zone for dates, e.g. Europe/Berlin")
+    bom: StrictBool = Field(False, description="a UTF-8 byte order mark (for Excel)")
+    delivery: Literal["auto", "inline", "background"] = "auto"
+
+
+class ExportRequest(RootModel[Any]):
+    """`POST /exports`: an archive or a table, by `type`."""
+
+    root: Annotated[ExportArchiveRequest | ExportTableRequest, Field(discriminator="type")]
 
 
 class ConfirmRequest(Request):
@@ -220,7 +246,6 @@ def _form_bool(value: Any) -> Any:
 FormBool = Annotated[StrictBool, BeforeValidator(_form_bool)]
 
 
-TableName = Literal["samples", "items", "places"]
 # The fields of each kind of import besides `type`, `confirm` and `skip_invalid`.
 ARCHIVE_ONLY = ("on_conflict",)
 TABLE_ONLY = ("table", "mapping", "mode", "timezone", "sheet")

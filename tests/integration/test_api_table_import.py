@@ -176,3 +176,52 @@ def test_given_an_archive_import_job_when_remapped_then_409(
         f"/api/v1/jobs/{job['id']}/remap", json={"mapping": {}}, headers=bearer(token)
     )
     assert_error(response, 409, "conflict")
+
+
+def test_an_inline_table_export_over_http_imports_back_into_another_account(
+    client: FlaskClient, settings: Settings, engine: Engine, account: tuple[Account, str]
+) -> None:
+    """POST /exports (table, inline) answers with the file; POST /imports brings it back."""
+    from shared.store.accounts import create_account, issue_token
+    from shared.store.seed import seed_timeline
+
+    person, token = account
+    seed_timeline(settings.database_url, person.id, days=1, samples_per_day=50, seed=2)
+    exported = client.post(
+        "/api/v1/exports",
+        json={"type": "table", "table": "places", "format": "xlsx"},
+        headers=bearer(token),
+    )
+    assert exported.status_code == 200, exported.get_data(as_text=True)
+    assert exported.headers["Content-Disposition"].startswith('attachment; filename="places-')
+    queued = client.post(
+        "/api/v1/exports",
+        json={"type": "table", "table": "places", "format": "csv", "delivery": "background"},
+        headers=bearer(token),
+    )
+    assert queued.status_code == 202 and queued.get_json()["job"]["type"] == "export.table"
+    target = create_account(engine, f"target-{uuid.uuid4().hex[:6]}")
+    target_token = issue_token(engine, target.id)
+
+    form = {
+        "type": "table",
+        "table": "places",
+        "confirm": "true",
+        "file": (io.BytesIO(exported.data), "places.xlsx"),
+    }
+    posted = client.post(
+        "/api/v1/imports",
+        data=form,
+        headers=bearer(target_token),
+        content_type="multipart/form-data",
+    )
+    assert posted.status_code == 202
+    _run(settings, engine, posted.get_json()["job"]["id"])
+
+    def rows(account_id: str) -> list[dict[str, Any]]:
+        return [
+            {k: v for k, v in r.items() if k not in ("account_id", "written_xid", "created_xid")}
+            for r in db_rows(settings.database_url, account_id, "places")
+        ]
+
+    assert rows(target.id) == rows(person.id) != []

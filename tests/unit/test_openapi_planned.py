@@ -1,4 +1,4 @@
-"""The [D] table endpoints' declarations (web/planned.py) are ready for their views.
+"""The [D] table shapes (SPEC 9, 13) in a document with stand-in views: valid OpenAPI 3.1.
 
 An app gets dummy views with those declarations; the document built from it must be valid
 OpenAPI 3.1 and describe the table shapes as SPEC 9 and 13 name them.
@@ -18,7 +18,7 @@ from shared.settings import Settings
 from web import create_app
 from web.contract import operation
 from web.openapi import document
-from web.planned import ExportRequest
+from web.schemas import ExportRequest
 
 
 def _with_table_views() -> Flask:
