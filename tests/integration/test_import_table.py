@@ -739,3 +739,57 @@ def test_given_rows_written_since_the_preview_when_confirmed_then_conflicts_are_
     assert done.result is not None
     assert done.result["counts"] == {"created": 0, "updated": 2, "skipped": 0, "invalid": 0}
     assert {r["speed"] for r in _rows(settings, person.id, "samples").values()} == {1.0}
+
+
+def test_given_a_running_import_when_cancelled_then_nothing_stays_and_a_restart_imports_it(
+    ferry: Ferry, settings: Settings, account: tuple[Account, str]
+) -> None:
+    """Cancelled mid-read: no staging, no rows, the upload kept; retried, it applies."""
+    import threading
+
+    person, _ = account
+    ids = _sample_ids(8_000)
+    data = _csv(["id", "date"], [[k, "2024-01-01T10:00:00Z"] for k in ids])
+    slow = Ferry(
+        settings=settings.with_overrides(max_rows_per_second=2_000),
+        engine=ferry.engine,
+        store=ferry.store,
+        live=ferry.live,
+    )
+    job = slow.submit(person.id, data, "big.csv", table="samples", confirm=True)
+    outcome: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: outcome.update(job=slow.run(job.id)), daemon=True)
+    thread.start()
+    wait_for(
+        lambda: (
+            (p := ferry.live.get_progress(job.id)) is not None
+            and p["phase"] == "read"
+            and p["phase_done"] > 0
+        ),
+        timeout=30,
+        what="the import to be reading rows",
+    )
+
+    ferry.service().cancel(job.id, account_id=person.id)
+    thread.join(timeout=30)
+
+    assert outcome["job"].status == "cancelled"
+    assert _rows(settings, person.id, "samples") == {}
+    with raw_connection(settings.database_url) as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'ferry_staging'"
+            " AND tablename LIKE %s",
+            (f"j_{job.id.replace('-', '')}%",),
+        ).fetchone()
+        active = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY%%FROM STDIN%%'"
+            " AND datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert left == (0,) and active == (0,)
+    assert ferry.storage.upload_path(job.id).is_file()  # kept for a restart (SPEC 8)
+
+    ferry.service().retry(job.id, account_id=person.id)
+    done = ferry.run(job.id)
+
+    assert done.status == "succeeded", done.error
+    assert set(_rows(settings, person.id, "samples")) == set(ids)
