@@ -21,7 +21,6 @@ Phases:
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -149,7 +148,6 @@ class ImportTable:
                 cell_error(1, name, None, "the mapping names this column; the file has none")
             )
         rows = invalid = 0
-        position = _position(source)
         with ctx.connect() as conn:
             unregister = ctx.watcher.on_interrupt(conn.cancel_safe)
             try:
@@ -172,7 +170,7 @@ class ImportTable:
                             else:
                                 write((number, *values))
                         if rows % BATCH == 0:
-                            self._progress(ctx, rows, size, position)
+                            self._progress(ctx, rows, size, source)
                 ctx.advance(rows % BATCH)
                 conn.commit()
                 ctx.finish_phase()
@@ -223,9 +221,9 @@ class ImportTable:
         return preview
 
     @staticmethod
-    def _progress(ctx: JobContext, rows: int, size: int, position: Any) -> None:
+    def _progress(ctx: JobContext, rows: int, size: int, source: TableFile) -> None:
         """Count a batch; the total is estimated from the bytes read so far."""
-        done = position()
+        done = source.bytes_read()
         if done:
             estimate = int(rows * size / done)
             ctx.tracker.set_total("read", max(estimate, rows + 1))
@@ -381,18 +379,3 @@ class ImportTable:
         ctx.storage.remove_work(ctx.job.id, older_than=ctx.attempt + 1)
         ctx.finish_phase()
         return Succeeded(dict(ctx.checkpoint.get("result") or {}))
-
-
-def _position(source: TableFile) -> Any:
-    """A function giving the bytes of the file read so far (0 when unknown)."""
-    raw = next((c for c in source._closers if hasattr(c, "tell") and hasattr(c, "raw")), None)
-    if raw is None:
-        return lambda: 0
-
-    def tell() -> int:
-        try:
-            return int(os.lseek(raw.fileno(), 0, os.SEEK_CUR))
-        except (OSError, ValueError):
-            return 0
-
-    return tell

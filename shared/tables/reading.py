@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -70,8 +71,15 @@ class TableFile:
     escaped: bool = True
     # XLSX: dates are numbers of days from this moment (a cell has no zone).
     date_epoch: datetime | None = None
-    notes: list[str] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
+
+    def bytes_read(self) -> int:
+        """How far into the file the reading is (0 when unknown: XLSX)."""
+        raw = self._closers[-1] if self.format != "xlsx" and self._closers else None
+        try:
+            return int(os.lseek(raw.fileno(), 0, os.SEEK_CUR)) if raw is not None else 0
+        except (OSError, ValueError):
+            return 0
 
     def close(self) -> None:
         """Close the file."""
