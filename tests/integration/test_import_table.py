@@ -793,3 +793,32 @@ def test_given_a_running_import_when_cancelled_then_nothing_stays_and_a_restart_
 
     assert done.status == "succeeded", done.error
     assert set(_rows(settings, person.id, "samples")) == set(ids)
+
+
+def test_given_a_table_upsert_when_rolled_back_then_created_rows_go_and_replaced_ones_return(
+    ferry: Ferry, settings: Settings, account: tuple[Account, str]
+) -> None:
+    """A table import is an undo batch like an archive import (SPEC 13 "Undo")."""
+    person, _ = account
+    ids = _sample_ids(3)
+    first = _csv(["id", "date", "speed"], [[k, "2024-01-01T10:00:00Z", "1"] for k in ids[:2]])
+    assert ferry.import_(person.id, first, "a.csv", table="samples", confirm=True).status == (
+        "succeeded"
+    )
+    before = _rows(settings, person.id, "samples")
+    second = _csv(
+        ["id", "date", "speed"],
+        [[ids[0], "2024-01-01T10:00:00Z", "7"], [ids[2], "2024-01-02T10:00:00Z", "3"]],
+    )
+    done = ferry.import_(person.id, second, "b.csv", table="samples", confirm=True)
+    assert done.result is not None
+    assert done.result["counts"] == {"created": 1, "updated": 1, "skipped": 0, "invalid": 0}
+    record = ferry.service().import_record(done.id, account_id=person.id)
+    assert record["type"] == "table" and record["table"] == "samples"
+    assert record["counts"] == done.result["counts"]
+
+    rollback = ferry.service().request_rollback(done.id, account_id=person.id)
+    finished = ferry.run(rollback.id)
+
+    assert finished.status == "succeeded", finished.error
+    _assert_same(_rows(settings, person.id, "samples"), before)
