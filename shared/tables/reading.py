@@ -109,9 +109,12 @@ def open_table(
     stripped = text_head.lstrip("\ufeff \t\r\n")
     raw = path.open("rb")
     try:
-        if encoding.startswith("utf-8") and stripped.startswith("["):
-            return _open_json(raw, encoding)
+        if encoding == "utf-8" and stripped.startswith("["):
+            return _open_json(raw, raw, encoding)
         text = _text(raw, encoding)
+        if stripped.startswith("["):
+            # ijson reads UTF-8 bytes: other encodings (or a BOM) go through the decoder.
+            return _open_json(_Utf8(text), raw, encoding)
         if stripped.startswith("{"):
             return _open_jsonl(raw, text, encoding)
         return _open_delimited(raw, text, encoding, stripped, name)
@@ -292,10 +295,27 @@ def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield from rest
 
 
-def _open_json(raw: IO[bytes], encoding: str) -> TableFile:
+class _Utf8:
+    """A text stream read as UTF-8 bytes (what ijson parses)."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self._text = text
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to about `size` bytes of the text, as UTF-8."""
+        if size == 0:
+            return b""
+        return self._text.read(max(1, size // 4) if size > 0 else -1).encode("utf-8")
+
+    def close(self) -> None:
+        """Close the text stream."""
+        self._text.close()
+
+
+def _open_json(source: Any, raw: IO[bytes], encoding: str) -> TableFile:
     def objects() -> Iterator[Any]:
         try:
-            yield from ijson.items(raw, "item", use_float=True)
+            yield from ijson.items(source, "item", use_float=True)
         except ijson.JSONError as exc:
             raise BadFile(f"invalid JSON: {exc}") from None
         except UnicodeDecodeError:
@@ -306,10 +326,10 @@ def _open_json(raw: IO[bytes], encoding: str) -> TableFile:
         format="json",
         header=header,
         rows=rows,
-        encoding="utf-8",
+        encoding=encoding.replace("-sig", ""),
         text_cells=False,
         escaped=False,
-        _closers=[raw],
+        _closers=[source, raw] if source is not raw else [raw],
     )
 
 

@@ -131,3 +131,38 @@ def test_an_item_row_is_checked_as_the_arc_apps_need() -> None:
     assert errors == [] and values is not None
     row = dict(zip(reader.columns, values, strict=True))
     assert row["radius_mean"] == 50.0 and row["distance"] is None
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom", "named"),
+    [
+        ("utf-8", b"", "utf-8"),
+        ("utf-8", b"\xef\xbb\xbf", "utf-8"),
+        ("utf-16-le", b"\xff\xfe", "utf-16"),
+        ("utf-16-be", b"\xfe\xff", "utf-16"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["json", "jsonl", "csv"])
+def test_a_table_in_any_bom_encoding_is_recognised_by_content(
+    tmp_path: Any, encoding: str, bom: bytes, named: str, kind: str
+) -> None:
+    import json
+
+    from shared.tables.reading import open_table
+
+    objects = [{"id": "a", "name": "Café ☕"}, {"id": "b", "name": "x"}]
+    if kind == "json":
+        text = json.dumps(objects, ensure_ascii=False)
+    elif kind == "jsonl":
+        text = "\n".join(json.dumps(o, ensure_ascii=False) for o in objects) + "\n"
+    else:
+        text = "id,name\r\na,Café ☕\r\nb,x\r\n"
+    path = tmp_path / "table.txt"  # the name says nothing
+    path.write_bytes(bom + text.encode(encoding))
+
+    table = open_table(path)
+    try:
+        assert (table.format, table.encoding, table.header) == (kind, named, ["id", "name"])
+        assert list(table.rows) == [(2, ["a", "Café ☕"]), (3, ["b", "x"])]
+    finally:
+        table.close()
