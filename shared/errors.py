@@ -45,6 +45,13 @@ class BadArchive(FerryError):
     code = "bad_archive"
 
 
+class BadFile(FerryError):
+    """Raised when a table file cannot be read as a table at all (names the problem, and
+    the row where there is one)."""
+
+    code = "bad_file"
+
+
 class UnsupportedVersion(FerryError):
     """Raised when an archive's schemaVersion has a major version Ferry cannot read."""
 

@@ -24,8 +24,10 @@ from shared.jobs.store import Job, JobEvent, JobFilter, JobStore
 from shared.params import ImportArchiveParams, parse_export_request
 from shared.settings import Settings
 from shared.store.storage import LocalStorage, UploadTooLarge
+from shared.tables.columns import TABLES
 from shared.tables.inline import InlineExport, delivery_inline, inline_export
-from shared.tables.params import parse_table_export
+from shared.tables.mapping import parse_mapping
+from shared.tables.params import TableImportParams, parse_table_export
 from shared.timefmt import format_iso, parse_iso, utcnow
 from shared.undo.batches import Batches
 from shared.undo.rollback import MODIFIED_CHOICES
@@ -142,7 +144,12 @@ class JobService:
         return job, created
 
     def submit_import(
-        self, account_id: str, *, received: Path, filename: str, params: ImportArchiveParams
+        self,
+        account_id: str,
+        *,
+        received: Path,
+        filename: str,
+        params: ImportArchiveParams | TableImportParams,
     ) -> Job:
         """Record a new import job, keep the received upload under its id, then publish it.
 
@@ -156,7 +163,7 @@ class JobService:
             )
         stored = replace(params, filename=filename[:255], bytes=size)
         job, _ = self.store.create(
-            account_id=account_id, type=JobType.IMPORT_ARCHIVE, params=stored.to_json()
+            account_id=account_id, type=params.job_type, params=stored.to_json()
         )
         try:
             self.storage.adopt_upload(job.id, received)
@@ -220,6 +227,18 @@ class JobService:
         job = self.batches.request_rollback(
             import_id, account_id=account_id, hours=self.settings.rollback_hours
         )
+        self._publish(job.id)
+        announce_status(self.live, job.id, job.status, job.attempt)
+        return job
+
+    def remap(self, job_id: str, *, account_id: str | None = None, mapping: Any) -> Job:
+        """Read an awaiting table import's stored file again with another mapping
+        (422 for an unknown column or two file columns mapped to one)."""
+        job = self.store.get(job_id, account_id=account_id)
+        if job.type != JobType.IMPORT_TABLE:
+            raise Conflict("only a table import can be remapped")
+        checked = parse_mapping(mapping, TABLES[job.params["table"]])
+        job = self.store.remap(job_id, account_id=account_id, mapping=checked)
         self._publish(job.id)
         announce_status(self.live, job.id, job.status, job.attempt)
         return job

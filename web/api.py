@@ -29,6 +29,7 @@ from shared.params import ImportArchiveParams
 from shared.service import JobService
 from shared.store.accounts import get_account
 from shared.tables.inline import InlineExport
+from shared.tables.params import TableImportParams, parse_table_import
 from shared.tables.writers import MEDIA_TYPES as TABLE_MEDIA_TYPES
 from shared.timefmt import parse_iso
 from web import schemas
@@ -143,7 +144,8 @@ def openapi_document() -> Response:
     ),
     replies={
         200: Reply(
-            "a small table export's file itself, streamed as an attachment (no job)",
+            "a small table export (`delivery` auto up to FERRY_SYNC_EXPORT_MAX_ROWS rows, or"
+            " inline): the file itself, as an attachment",
             media_type="text/csv",
             also={k: v for k, v in TABLE_MEDIA_TYPES.items() if k != "text/csv"},
             schema=TABLE_MEDIA_TYPES["text/csv"],
@@ -162,23 +164,22 @@ def openapi_document() -> Response:
     errors=(409,),
 )
 def create_export(body: schemas.ExportRequest, headers: dict[str, str | None]) -> Response:
-    """Export an archive (always a job) or a table (small ones answered at once).
+    """Queue an archive export, or export a table (SPEC 13).
 
-    A table export of at most FERRY_SYNC_EXPORT_MAX_ROWS rows with `delivery` `auto` (or
-    `inline`) is the file itself (200); anything else is queued (202). `to` must be after
-    `from` (422 naming `to` otherwise). An `Idempotency-Key` reused with a different body
-    is a 409; an inline answer creates no job, so its key is not kept.
+    `to` must be after `from` (422 naming `to` otherwise). An `Idempotency-Key` reused with
+    a different body is a 409. A table export of at most FERRY_SYNC_EXPORT_MAX_ROWS rows
+    (`delivery` auto) answers with the file itself (200); `inline` over that is a 422
+    naming `delivery`; `background` always queues a job.
     """
-    answer = _service().request_export(
+    service = _service()
+    answer = service.request_export(
         principal().account_id,
-        body.model_dump(by_alias=True, exclude_unset=True),
+        body.root.model_dump(by_alias=True, exclude_unset=True),
         idempotency_key=headers["Idempotency-Key"],
     )
     if isinstance(answer, InlineExport):
         return Response(
             stream_with_context(answer.chunks),
-            status=200,
-            mimetype=None,
             content_type=answer.content_type,
             headers={"Content-Disposition": answer.disposition, "Cache-Control": "no-store"},
         )
@@ -321,7 +322,7 @@ def retry_job(job_id: str) -> Response:
     auth="user",
     replies={
         200: Reply(
-            "the export's file as an attachment: an archive's zip, or a table's file",
+            "the export's file (an archive's zip, or a table), as an attachment",
             media_type="application/zip",
             also=TABLE_MEDIA_TYPES,
             schema={"type": "string", "contentMediaType": "application/zip"},
@@ -353,19 +354,41 @@ def download(job_id: str) -> Any:
     replies={202: _QUEUED},
 )
 def create_import(body: schemas.ImportForm) -> Response:
-    """Queue an import of an uploaded archive (zip, tar or tar.gz).
+    """Queue an import of an uploaded archive (zip, tar or tar.gz) or table file.
 
+    `type=archive` (the default) takes an archive; `type=table` a CSV, TSV, JSON, JSON
+    Lines or XLSX file of `table`, recognised by its content, with an optional `mapping`
+    (422 naming a mapped column that does not exist, or two file columns mapped to one).
     Without `confirm=true` the job stops at `awaiting_confirmation` with its validation
     report as `preview`.
     """
+    params: ImportArchiveParams | TableImportParams
+    wrong = schemas.wrong_kind(body)
+    if wrong == "table" and body.table is None:
+        raise refuse("table", "is required with type table")
+    if wrong is not None:
+        raise refuse(wrong, f"does not go with type {body.type}")
+    if body.type == "table":
+        assert body.table is not None
+        params = parse_table_import(
+            table=body.table,
+            mapping=body.mapping,
+            mode=body.mode or "upsert",
+            timezone=body.timezone,
+            sheet=body.sheet,
+            confirm=body.confirm,
+            skip_invalid=body.skip_invalid,
+        )
+    else:
+        params = ImportArchiveParams(
+            confirm=body.confirm,
+            on_conflict=body.on_conflict or "skip",
+            skip_invalid=body.skip_invalid,
+        )
     upload = request.files["file"]
     received = Path(upload.stream.name)  # streamed into storage by FerryRequest
     upload.stream.close()
-    service = _service()
-    params = ImportArchiveParams(
-        confirm=body.confirm, on_conflict=body.on_conflict, skip_invalid=body.skip_invalid
-    )
-    job = service.submit_import(
+    job = _service().submit_import(
         principal().account_id,
         received=received,
         filename=_display_name(upload.filename or ""),
@@ -373,6 +396,26 @@ def create_import(body: schemas.ImportForm) -> Response:
     )
     adopted(str(received))
     return _job_response(job, 202, location=True)
+
+
+@blueprint.post("/jobs/<uuid:job_id>/remap")
+@operation(
+    "remapJob",
+    tags=("jobs",),
+    auth="user",
+    body=schemas.RemapRequest,
+    replies={202: Reply("the job, queued to read its file again", schemas.JobEnvelope)},
+    errors=(409,),
+)
+def remap_job(job_id: str, body: schemas.RemapRequest) -> Response:
+    """Validate a table import's stored file again with another mapping.
+
+    The job must be a table import at `awaiting_confirmation` (409 otherwise); it is
+    queued again and comes back to `awaiting_confirmation` with a new preview. A mapping
+    to an unknown column, or of two file columns to one, is a 422 naming it.
+    """
+    job = _service().remap(job_id, account_id=principal().account_id, mapping=body.mapping)
+    return _job_response(job, 202)
 
 
 @blueprint.post("/jobs/<uuid:job_id>/confirm")

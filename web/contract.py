@@ -146,24 +146,27 @@ def _validated(model: type[BaseModel], data: Any) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _first_problem(exc, data) from None
+        # A body of several shapes picked by `type` (a discriminated union) names the
+        # shape first in each problem's place: the field is what comes after it.
+        tag = data.get("type") if isinstance(data, dict) else None
+        raise _first_problem(exc, tag=tag if isinstance(tag, str) else None) from None
 
 
-def _first_problem(exc: ValidationError, data: Any = None) -> ValidationFailed:
+def _first_problem(exc: ValidationError, *, tag: str | None = None) -> ValidationFailed:
     problem = exc.errors(include_url=False)[0]
     loc = problem["loc"]
-    # A body that is one of several shapes by its `type` (a discriminated union) has
-    # problems located under that type's name first: the client's field is what follows.
-    if len(loc) > 1 and isinstance(data, dict) and loc[0] == data.get("type"):
+    if tag is not None and len(loc) > 1 and loc[0] == tag:
         loc = loc[1:]
     # The field is named by its keys; list positions say which item, not which field.
     where = ".".join(str(part) for part in loc if not isinstance(part, int)) or "body"
     kind = problem["type"]
-    if kind == "union_tag_not_found":
-        return refuse("type", "is required")
-    if kind == "union_tag_invalid":
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        # The shape's own field (`type`): missing, or none of the shapes.
+        field_name = str(problem.get("ctx", {}).get("discriminator", "type")).strip("'")
+        if kind == "union_tag_not_found":
+            return refuse(field_name, "is required")
         expected = problem.get("ctx", {}).get("expected_tags", "")
-        return refuse("type", f"must be one of {expected}")
+        return refuse(field_name, f"must be one of {expected}")
     if kind == "extra_forbidden":
         return refuse(where, "is not a known field")
     if kind == "missing":

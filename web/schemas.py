@@ -108,6 +108,9 @@ Uuid = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
 Statuses = Annotated[list[StatusName], BeforeValidator(_comma_list), Field(min_length=1)]
 
 
+TableName = Literal["samples", "items", "places"]
+
+
 class Request(BaseModel):
     """A request part (body, form or query): unknown fields are refused, by name."""
 
@@ -151,9 +154,6 @@ class ExportArchiveRequest(Request):
     compress: Literal["samples", "all", "none"] = Field(
         "samples", description="which folders' files are gzipped"
     )
-
-
-TableName = Literal["samples", "items", "places"]
 
 
 class ExportTableRequest(Request):
@@ -260,17 +260,82 @@ def _form_bool(value: Any) -> Any:
 FormBool = Annotated[StrictBool, BeforeValidator(_form_bool)]
 
 
-class ImportForm(Request):
-    """`POST /imports`: the multipart fields besides `file`."""
+# The fields of each kind of import besides `type`, `confirm` and `skip_invalid`.
+ARCHIVE_ONLY = ("on_conflict",)
+TABLE_ONLY = ("table", "mapping", "mode", "timezone", "sheet")
 
-    type: Literal["archive"] = "archive"
+
+# Optional multipart fields: text, never null (left out, a field takes its default), so
+# the document says string, or one of the choices.
+FormConflict = Annotated[
+    Literal["skip", "newer"] | None, WithJsonSchema({"type": "string", "enum": ["skip", "newer"]})
+]
+FormTable = Annotated[
+    TableName | None,
+    WithJsonSchema({"type": "string", "enum": ["samples", "items", "places"]}),
+]
+FormMode = Annotated[
+    Literal["insert", "upsert"] | None,
+    WithJsonSchema({"type": "string", "enum": ["insert", "upsert"]}),
+]
+FormText = Annotated[Text | None, WithJsonSchema({"type": "string", "pattern": NO_NUL})]
+
+
+class ImportForm(Request):
+    """`POST /imports`: the multipart fields besides `file`, for an archive (`type`
+    archive, the default) or a table (`type` table, with `table`); a field of the other
+    kind is a 422 naming it (`wrong_kind`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "table"}}, "required": ["type"]},
+            "then": {
+                "required": ["table"],
+                "properties": {name: False for name in ARCHIVE_ONLY},
+            },
+            "else": {"properties": {name: False for name in TABLE_ONLY}},
+        }
+    )
+
+    type: Literal["archive", "table"] = "archive"
     confirm: FormBool = Field(
         False, description="apply without stopping at `awaiting_confirmation`"
     )
-    on_conflict: Literal["skip", "newer"] = Field(
-        "skip", description="when an id exists: keep the account's record, or the newer one"
+    on_conflict: FormConflict = Field(
+        None,
+        description="archive: when an id exists, keep the account's record (skip, the"
+        " default), or the newer one",
     )
     skip_invalid: FormBool = Field(False, description="apply the valid records, report the rest")
+    table: FormTable = Field(None, description="table: which table the file holds")
+    mapping: FormText = Field(
+        None,
+        description="table: a JSON object, file column -> Ferry column, or null to ignore"
+        " one (default: headers matched ignoring case, spaces, `_` and camelCase)",
+    )
+    mode: FormMode = Field(
+        None, description="table: insert (rows must be new) or upsert by id (the default)"
+    )
+    timezone: FormText = Field(None, description="table: the zone of dates without an offset")
+    sheet: FormText = Field(None, description="table, XLSX: the sheet (default: the first)")
+
+
+def wrong_kind(form: ImportForm) -> str | None:
+    """The first field of `form` that does not go with its `type` (`table` when a table
+    import lacks it), or None."""
+    if form.type == "table":
+        if form.table is None:
+            return "table"
+        return next((n for n in ARCHIVE_ONLY if getattr(form, n) is not None), None)
+    return next((n for n in TABLE_ONLY if getattr(form, n) is not None), None)
+
+
+class RemapRequest(Request):
+    """`POST /jobs/{id}/remap`: another mapping for a table import's stored file."""
+
+    mapping: dict[str, Text | None] = Field(
+        description="file column -> Ferry column, or null to ignore the file column"
+    )
 
 
 # --- responses -------------------------------------------------------------------------------

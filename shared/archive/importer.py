@@ -41,12 +41,12 @@ from shared.archive.records import Decoded, item_row, place_row, sample_row, unk
 from shared.archive.report import Report
 from shared.archive.staging import KINDS, Staging
 from shared.archive.unpack import Limits, archive_root, clear, unpack
-from shared.errors import BadRequest, JobCancelled, LeaseLost, ValidationFailed
+from shared.errors import BadRequest
 from shared.fields import Problem
 from shared.jobs.attempt import JobContext
-from shared.jobs.pipeline import AwaitConfirmation, Outcome, Succeeded
+from shared.jobs.pipeline import Outcome, Succeeded, hold_for_confirmation
 from shared.jobs.states import PHASES, JobType
-from shared.jobs.store import Job, JobStore
+from shared.jobs.store import Job
 from shared.params import ImportArchiveParams
 from shared.settings import Settings
 from shared.store.changes import anything_written_after
@@ -86,19 +86,17 @@ class ImportArchive:
         if report is None:
             report = self._prepare(ctx, params, staging)
         preview = report.as_dict(on_conflict=params.on_conflict, skip_invalid=params.skip_invalid)
-        if report.errors.total and not params.skip_invalid:
-            if params.confirm:
-                ctx.store.save_preview(ctx.job.id, ctx.attempt, preview)
-                raise ValidationFailed(
-                    f"{report.errors.total} problem(s) found in the archive; nothing was"
-                    " imported (see the job's preview, or import with skip_invalid=true)",
-                    details={"error_count": report.errors.total},
-                )
-            return AwaitConfirmation(preview)
-        if not params.confirm:
-            return AwaitConfirmation(preview)
-        # The report stays on the job after it succeeds: warnings, counts, what was skipped.
-        ctx.store.save_preview(ctx.job.id, ctx.attempt, preview)
+        waiting = hold_for_confirmation(
+            ctx,
+            preview,
+            errors=report.errors.total,
+            confirm=params.confirm,
+            skip_invalid=params.skip_invalid,
+            refused=f"{report.errors.total} problem(s) found in the archive; nothing was"
+            " imported (see the job's preview, or import with skip_invalid=true)",
+        )
+        if waiting is not None:
+            return waiting
         self._apply(ctx, params, staging, report)
         return self._finalize(ctx, staging)
 
@@ -333,17 +331,9 @@ class ImportArchive:
                     **apply_marks(conn),
                 }
                 checkpoint = {**ctx.checkpoint, "stage": "applied", "result": result}
-                if not JobStore.checkpoint_within(conn, ctx.job.id, ctx.attempt, checkpoint):
-                    conn.rollback()
-                    if ctx.cancel_requested or self._cancelling(ctx):
-                        raise JobCancelled(ctx.job.id)
-                    raise LeaseLost(f"attempt {ctx.attempt} of job {ctx.job.id} lost its lease")
-                conn.commit()
+                ctx.commit_applied(conn, checkpoint)
             finally:
                 unregister()
-        # From here the import is in the account's data: a late cancel cannot undo it.
-        ctx.committed = True
-        ctx.checkpoint = checkpoint
         log.info("job %s: applied %s (replaced %s)", ctx.job.id, written, replaced)
 
     @staticmethod
@@ -368,10 +358,6 @@ class ImportArchive:
         return anything_written_after(
             conn, kind=kind, account_id=ctx.job.account_id, snapshot=snapshot
         )
-
-    @staticmethod
-    def _cancelling(ctx: JobContext) -> bool:
-        return ctx.store.get(ctx.job.id).status == "cancelling"
 
     def _finalize(self, ctx: JobContext, staging: Staging) -> Succeeded:
         ctx.committed = True

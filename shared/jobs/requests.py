@@ -152,7 +152,8 @@ class JobRequests(JobReads):
                     " coalesce((params->>'skip_invalid')::boolean, false) OR :skip)"
                     " || CAST(:choices AS jsonb)"
                     f" WHERE id = :id AND status = 'awaiting_confirmation'{scope}"
-                    " AND (coalesce((preview->>'error_count')::int, 0) = 0"
+                    " AND (coalesce((preview->>'error_count')::int,"
+                    " (preview->>'error_total')::int, 0) = 0"
                     " OR coalesce((params->>'skip_invalid')::boolean, false) OR :skip)"
                     f" RETURNING {COLUMNS}"
                 ),
@@ -169,10 +170,37 @@ class JobRequests(JobReads):
                 return job
         current = self.get(job_id, account_id=account_id)
         if current.status == Status.AWAITING_CONFIRMATION:
-            errors = (current.preview or {}).get("error_count", 0)
+            shown = current.preview or {}
+            errors = shown.get("error_count", shown.get("error_total", 0))
             raise Conflict(
                 f"the report lists {errors} problem(s); confirm with skip_invalid=true to"
                 " import only the valid records",
                 details={"error_count": errors},
             )
         raise Conflict(f"job is {current.status}; only an awaiting import can be confirmed")
+
+    def remap(
+        self, job_id: str, *, account_id: str | None = None, mapping: Mapping[str, Any]
+    ) -> Job:
+        """A table import awaiting confirmation goes back to `queued` with a new mapping,
+        to read its stored file again (its staging and preview are replaced)."""
+        scope = " AND account_id = :account_id" if account_id else ""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                text(
+                    "UPDATE jobs SET status = 'queued', queued_at = now(), updated_at = now(),"
+                    " params = params || jsonb_build_object('mapping', CAST(:m AS jsonb)),"
+                    " checkpoint = NULL"
+                    " WHERE id = :id AND status = 'awaiting_confirmation'"
+                    f" AND type = 'import.table'{scope} RETURNING {COLUMNS}"
+                ),
+                {"id": job_id, "account_id": account_id, "m": to_json(dict(mapping))},
+            ).first()
+            if row is not None:
+                job = row_job(row)
+                write_event(conn, job.id, job.attempt, "remapped", {"mapping": dict(mapping)})
+                return job
+        current = self.get(job_id, account_id=account_id)
+        if current.type != "import.table":
+            raise Conflict("only a table import can be remapped")
+        raise Conflict(f"job is {current.status}; only an awaiting table import can be remapped")

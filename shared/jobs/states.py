@@ -79,6 +79,12 @@ PHASES: dict[JobType, tuple[tuple[str, bool], ...]] = {
         ("rows", True),
         ("finalize", False),
     ),
+    JobType.IMPORT_TABLE: (
+        ("read", True),
+        ("validate", True),
+        ("apply", True),
+        ("finalize", False),
+    ),
     JobType.IMPORT_ROLLBACK: (
         ("check", False),
         ("restore", True),

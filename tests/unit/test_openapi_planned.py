@@ -1,4 +1,4 @@
-"""The [D] table endpoints' declarations (web/planned.py) are ready for their views.
+"""The [D] table shapes (SPEC 9, 13) in a document with stand-in views: valid OpenAPI 3.1.
 
 An app gets dummy views with those declarations; the document built from it must be valid
 OpenAPI 3.1 and describe the table shapes as SPEC 9 and 13 name them.
@@ -18,10 +18,6 @@ from shared.settings import Settings
 from web import create_app
 from web.contract import operation
 from web.openapi import document
-from web.planned import (
-    REMAP_JOB,
-    ImportTableForm,
-)
 from web.schemas import ExportRequest
 
 
@@ -32,24 +28,6 @@ def _with_table_views() -> Flask:
         publisher=RecordingPublisher(),
     )
     tables = Blueprint("tables", __name__)
-
-    @tables.post("/jobs/<uuid:job_id>/remap")
-    @operation(**REMAP_JOB)
-    def remap_job(job_id: str, body: Any) -> Any:
-        """Validate a table import's file again with another mapping."""
-
-    @tables.post("/table-import-form")
-    @operation(
-        "tableImportForm",
-        tags=("test",),
-        auth="user",
-        body=ImportTableForm,
-        body_kind="multipart",
-        files=("file",),
-        replies=REMAP_JOB["replies"],
-    )
-    def table_import(body: Any) -> Any:
-        """Stands for `POST /imports` with type=table."""
 
     @tables.post("/export-request")
     @operation("exportRequest", tags=("test",), auth="user", body=ExportRequest, replies={})
@@ -107,7 +85,7 @@ def test_given_the_table_shapes_when_described_then_they_hold_spec_13s_fields(
         "bom",
         "delivery",
     }
-    form = described["paths"]["/api/v1/table-import-form"]["post"]["requestBody"]
+    form = described["paths"]["/api/v1/imports"]["post"]["requestBody"]
     fields = form["content"]["multipart/form-data"]["schema"]["properties"]
     assert set(fields) >= {"type", "table", "file", "mapping", "mode", "timezone", "sheet"}
 
