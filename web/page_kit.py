@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 
 from shared.errors import FerryError
 from shared.service import JobService
 from shared.store.accounts import Principal
 from web import present
-from web.errors import STATUS_BY_CODE
+from web.errors import RETRY_AFTER_SECONDS, STATUS_BY_CODE, UNREACHABLE, unreachable_response
 from web.session import csrf_token, signed_in
 
 TITLES = {
@@ -83,6 +83,19 @@ def error_page(exc: FerryError) -> Response | tuple[str, int]:
     return html, status
 
 
+def unreachable_page(exc: Exception) -> Response:
+    """The database or Redis did not answer: a page saying so, 503 with Retry-After."""
+    unreachable_response(exc)  # logs it the same way as for the API
+    g.page_principal = None  # who it is cannot be read now: the page shows no account
+    html = render_template(
+        "error.html",
+        title=TITLES[503],
+        message="Ferry cannot reach its database or Redis right now. Try again in a moment.",
+        status=503,
+    )
+    return Response(html, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def template_globals() -> dict[str, Any]:
     """What every template may use."""
     return {
@@ -98,6 +111,8 @@ def install(blueprint: Blueprint) -> None:
 
     blueprint.before_request(check_csrf)
     blueprint.register_error_handler(FerryError, error_page)
+    for kind in UNREACHABLE:
+        blueprint.register_error_handler(kind, unreachable_page)
     blueprint.app_context_processor(template_globals)
 
     @blueprint.after_request

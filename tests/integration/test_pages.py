@@ -509,3 +509,33 @@ def test_given_jobs_when_the_overview_is_opened_then_it_counts_them(
     assert re.search(r'<span class="n">2</span> failed in the last 24 h', page.text)
     assert re.search(r'<span class="n">1</span> queued; the oldest for', page.text)
     assert "storage_error</a>: 2" in page.text
+
+
+def test_given_the_database_is_unreachable_when_a_signed_in_page_is_opened_then_503_page(
+    settings: Settings, site: Site, account: tuple[Account, str]
+) -> None:
+    """Given a session, When PostgreSQL stops answering, Then a page says so (503 with
+    Retry-After), not a server error."""
+    from dataclasses import replace
+
+    from tests.integration.test_api import closed_port
+
+    _, token = account
+    signed = site.signed_in(token)
+    cookie = signed.get_cookie("ferry_session")
+    assert cookie is not None
+    dead = replace(
+        settings, database_url=f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/x"
+    )
+    app = create_app(dead, live=MemoryLiveStore(), publisher=RecordingPublisher())
+    app.config["TESTING"] = True
+    client = app.test_client()
+    client.set_cookie("ferry_session", cookie.value)
+    try:
+        answer = client.get("/")
+    finally:
+        app.extensions["ferry"].engine.dispose()
+
+    assert answer.status_code == 503
+    assert int(answer.headers["Retry-After"]) > 0
+    assert title(answer.text) == "Try again shortly · Ferry"
