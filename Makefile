@@ -6,7 +6,7 @@ PORT ?= 8000
 DEMO_ACCOUNT ?= demo
 DEMO_DAYS ?= 30
 
-.PHONY: install services db run test lint unit integration e2e install-check lock bench clean
+.PHONY: install services browser db run test lint unit integration e2e install-check lock bench clean
 
 $(BIN)/ferry: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(BIN)/ferry
 
 services:
 	@bash scripts/services.sh
+
+# Debian's chromium for the page tests (Playwright drives it; no browser download).
+browser:
+	@bash scripts/browser.sh
 
 db: install services
 	$(BIN)/ferry db upgrade
@@ -39,7 +43,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: install services lint
+test: install services browser lint
 	$(BIN)/pytest
 
 unit: install
@@ -48,7 +52,7 @@ unit: install
 integration: install services
 	$(BIN)/pytest tests/integration
 
-e2e: install services
+e2e: install services browser
 	$(BIN)/pytest tests/e2e
 
 # The wheel in fresh venvs without extras (plain, and from the lock as the image does).

@@ -84,10 +84,9 @@ def assert_accessible(page: Any) -> None:
         wide = page.evaluate(
             "() => [...document.querySelectorAll('body *')].filter(e => "
             "e.getBoundingClientRect().right > document.documentElement.clientWidth + 1"
-            " && !(e.parentElement && e.parentElement.closest('.scroll'))).slice(0, 5).map(e => e.outerHTML.slice(0, 120))"
+            " && !(e.parentElement && e.parentElement.closest('.scroll')))"
+            ".slice(0, 5).map(e => e.outerHTML.slice(0, 120))"
         )
-        if overflow > 0:
-            page.screenshot(path="/tmp/narrow.png", full_page=True)
         assert overflow <= 0, f"{page.url}: {overflow} px wider than a 390 px screen: {wide}"
     finally:
         page.set_viewport_size(size)

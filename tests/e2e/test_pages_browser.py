@@ -20,8 +20,6 @@ from shared.jobs.store import JobStore
 from shared.settings import Settings
 from shared.store.accounts import Account, create_account, issue_token
 from tests.e2e.browser import DOCS, assert_accessible, sign_in_by_keyboard
-from tests.e2e.browser import chromium as chromium
-from tests.e2e.browser import page as page
 from tests.e2e.harness import Stack
 from tests.e2e.import_helpers import new_account, seed, throttle
 from tests.e2e.test_cancel import start_export
