@@ -2,11 +2,11 @@
 
 Every list of jobs is newest first with keyset paging (`(created_at, id) < cursor`), so
 each index ends in `created_at DESC, id DESC`, after the filter columns an operator can
-give: none (every job), status alone (the failed-jobs page, running jobs, the oldest queued job), status and
-type, status and error code, account and status. The overview's counts by status and type
-are an index-only scan of the (status, type, …) index; failures of the last day a range
-of a small partial index on `finished_at`. `jobs_status_idx` (status alone) is covered
-by the first of these and goes.
+give: none (every job), status alone (the failed-jobs page, running jobs, the oldest
+queued job), status and type, status and error code, account and status. The overview's
+counts by status and type read the (status, type, …) index; failures of the last day are
+a range of a small partial index on `finished_at`. `jobs_status_idx` (status alone) is
+covered by `jobs_status_created_idx` and goes.
 
 Revision ID: 0009
 Revises: 0006

@@ -136,8 +136,22 @@ def test_given_a_person_when_exporting_in_the_browser_then_progress_moves_live_a
     assert page.title() == "New import · Ferry"
     assert_accessible(page)
     page.set_input_files("#file", str(saved))
+    # What the upload bar showed, kept across the navigation that follows the upload.
+    page.evaluate(
+        """() => {
+          const bar = document.getElementById('upload-bar');
+          new MutationObserver(() => {
+            const seen = JSON.parse(sessionStorage.getItem('upload') || '[]');
+            seen.push(Number(bar.getAttribute('aria-valuenow')));
+            sessionStorage.setItem('upload', JSON.stringify(seen));
+          }).observe(bar, {attributes: true, attributeFilter: ['aria-valuenow']});
+        }"""
+    )
     page.click("#import-form button[type=submit]")
     page.wait_for_url("**/jobs/*", timeout=60_000)
+    upload_seen = page.evaluate("() => JSON.parse(sessionStorage.getItem('upload') || '[]')")
+    assert upload_seen and upload_seen[-1] == 100, upload_seen
+    assert upload_seen == sorted(upload_seen), upload_seen
     imported = job_id_of(page)
     assert page.title() == f"Archive import {imported[:8]} · Ferry"
     wait_shown(page, {"awaiting_confirmation"}, timeout=90)
