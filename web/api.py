@@ -10,12 +10,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    request,
+    send_file,
+    stream_with_context,
+    url_for,
+)
 
 from shared.jobs.states import Status
 from shared.jobs.store import Job, JobFilter
 from shared.params import ImportArchiveParams
 from shared.service import JobService
+from shared.tables.inline import InlineExport
+from shared.tables.writers import MEDIA_TYPES as TABLE_MEDIA_TYPES
 from web import schemas
 from web.auth import principal
 from web.contract import Header, Reply, operation
@@ -106,7 +117,7 @@ def openapi_document() -> Response:
     "createExport",
     tags=("jobs",),
     auth="user",
-    body=schemas.ExportArchiveRequest,
+    body=schemas.ExportRequest,
     headers=(
         Header(
             "Idempotency-Key",
@@ -115,6 +126,13 @@ def openapi_document() -> Response:
         ),
     ),
     replies={
+        200: Reply(
+            "a small table export's file itself, streamed as an attachment (no job)",
+            media_type="text/csv",
+            also={k: v for k, v in TABLE_MEDIA_TYPES.items() if k != "text/csv"},
+            schema=TABLE_MEDIA_TYPES["text/csv"],
+            headers={"Content-Disposition": 'attachment; filename="{table}-….{ext}"'},
+        ),
         202: Reply(
             "the job, as it was queued (or as it is, for a replayed Idempotency-Key)",
             schemas.JobEnvelope,
@@ -123,24 +141,33 @@ def openapi_document() -> Response:
                 "Idempotent-Replayed": "(optional) `true` when the key was seen before",
             },
             links=_JOB_LINKS,
-        )
+        ),
     },
     errors=(409,),
 )
-def create_export(body: schemas.ExportArchiveRequest, headers: dict[str, str | None]) -> Response:
-    """Queue an archive export.
+def create_export(body: schemas.ExportRequest, headers: dict[str, str | None]) -> Response:
+    """Export an archive (always a job) or a table (small ones answered at once).
 
-    `to` must be after `from` (422 naming `to` otherwise). An `Idempotency-Key` reused with
-    a different body is a 409.
+    A table export of at most FERRY_SYNC_EXPORT_MAX_ROWS rows with `delivery` `auto` (or
+    `inline`) is the file itself (200); anything else is queued (202). `to` must be after
+    `from` (422 naming `to` otherwise). An `Idempotency-Key` reused with a different body
+    is a 409; an inline answer creates no job, so its key is not kept.
     """
-    service = _service()
-    job, created = service.submit_export(
+    answer = _service().request_export(
         principal().account_id,
         body.model_dump(by_alias=True, exclude_unset=True),
         idempotency_key=headers["Idempotency-Key"],
     )
-    response = _job_response(job, 202, location=True)
-    if not created:
+    if isinstance(answer, InlineExport):
+        return Response(
+            stream_with_context(answer.chunks),
+            status=200,
+            mimetype=None,
+            content_type=answer.content_type,
+            headers={"Content-Disposition": answer.disposition, "Cache-Control": "no-store"},
+        )
+    response = _job_response(answer.job, 202, location=True)
+    if not answer.created:
         response.headers["Idempotent-Replayed"] = "true"
     return response
 
@@ -278,20 +305,21 @@ def retry_job(job_id: str) -> Response:
     auth="user",
     replies={
         200: Reply(
-            "the export's zip, as an attachment",
+            "the export's file as an attachment: an archive's zip, or a table's file",
             media_type="application/zip",
+            also=TABLE_MEDIA_TYPES,
             schema={"type": "string", "contentMediaType": "application/zip"},
         )
     },
     errors=(409, 410),
 )
 def download(job_id: str) -> Any:
-    """A succeeded export's zip, streamed (409 while not ready, 410 after retention)."""
+    """A succeeded export's file, streamed (409 while not ready, 410 after retention)."""
     found = _service().download(job_id, account_id=principal().account_id)
     note_job(job_id)
     return send_file(
         found.path,
-        mimetype="application/zip",
+        mimetype=found.content_type,
         as_attachment=True,
         download_name=found.name,
         conditional=True,

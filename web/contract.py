@@ -43,6 +43,9 @@ class Reply:
     description: str
     model: type[BaseModel] | None = None
     media_type: str = "application/json"
+    # Other media types of the same answer and their schemas (a table export's file is
+    # one of several formats).
+    also: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     # A raw JSON Schema for media that no model describes (a zip, an event stream).
     schema: dict[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -143,14 +146,24 @@ def _validated(model: type[BaseModel], data: Any) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _first_problem(exc) from None
+        raise _first_problem(exc, data) from None
 
 
-def _first_problem(exc: ValidationError) -> ValidationFailed:
+def _first_problem(exc: ValidationError, data: Any = None) -> ValidationFailed:
     problem = exc.errors(include_url=False)[0]
+    loc = problem["loc"]
+    # A body that is one of several shapes by its `type` (a discriminated union) has
+    # problems located under that type's name first: the client's field is what follows.
+    if len(loc) > 1 and isinstance(data, dict) and loc[0] == data.get("type"):
+        loc = loc[1:]
     # The field is named by its keys; list positions say which item, not which field.
-    where = ".".join(str(part) for part in problem["loc"] if not isinstance(part, int)) or "body"
+    where = ".".join(str(part) for part in loc if not isinstance(part, int)) or "body"
     kind = problem["type"]
+    if kind == "union_tag_not_found":
+        return refuse("type", "is required")
+    if kind == "union_tag_invalid":
+        expected = problem.get("ctx", {}).get("expected_tags", "")
+        return refuse("type", f"must be one of {expected}")
     if kind == "extra_forbidden":
         return refuse(where, "is not a known field")
     if kind == "missing":

@@ -283,7 +283,10 @@ def _reply(reply: Reply, schemas: _Schemas) -> dict[str, Any]:
         schema = schemas.ref(reply.model, "serialization")
     else:
         schema = reply.schema or {}
-    described["content"] = {reply.media_type: {"schema": schema}}
+    described["content"] = {
+        reply.media_type: {"schema": schema},
+        **{media_type: {"schema": other} for media_type, other in reply.also.items()},
+    }
     if reply.links:
         described["links"] = {
             name: {"operationId": target, "parameters": dict(parameters)}

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Response, redirect, render_template, request, url_for
+from flask import Response, redirect, render_template, request, stream_with_context, url_for
 
 from shared.errors import FerryError, ValidationFailed
 from shared.params import COMPRESS_CHOICES, ImportArchiveParams
@@ -128,8 +128,9 @@ def export_submit() -> Any:
     if isinstance(answer, QueuedExport):
         return redirect(url_for("pages.job_page", job_id=answer.job.id), code=303)
     return Response(
-        answer.chunks,
-        mimetype=answer.content_type,
+        stream_with_context(answer.chunks),
+        mimetype=None,
+        content_type=answer.content_type,
         headers={"Content-Disposition": answer.disposition},
     )
 

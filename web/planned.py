@@ -1,61 +1,38 @@
 """[D] The table endpoints of SPEC 9 and 13, declared ahead of their views.
 
 The served document lists only routes that exist (so that what it promises can be fuzzed),
-so these are not in it yet. The tables work adds each view with the declaration here:
+so these are not in it yet (`ExportRequest` is served: `POST /exports` takes it). The tables
+work adds each view with the declaration here:
 
     @blueprint.get("/imports")
     @operation(**LIST_IMPORTS)
     def list_imports(query: ImportsQuery) -> Response: ...
 
-and the document then describes it with no other change. `POST /exports` and
-`POST /imports` take `ExportRequest` and `ImportTableForm` (beside `ImportForm`) then;
+and the document then describes it with no other change. `POST /imports` takes
+`ImportTableForm` (beside `ImportForm`) then;
 `POST /jobs/{id}/confirm` takes `RollbackConfirmRequest` for a rollback job.
 tests/unit/test_openapi_planned.py builds a document with all of these and validates it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, RootModel, StrictBool
+from pydantic import Field
 
 from web.contract import Reply
 from web.schemas import (
     ConfirmRequest,
-    ExportArchiveRequest,
     FormBool,
     IsoDate,
     JobEnvelope,
     Request,
     Shape,
     StatusName,
+    TableName,
     Text,
     Uuid,
 )
-
-TableName = Literal["samples", "items", "places"]
-
-
-class ExportTableRequest(Request):
-    """`POST /exports` for a table (SPEC 13)."""
-
-    type: Literal["table"]
-    table: TableName
-    format: Literal["csv", "tsv", "json", "jsonl", "xlsx"]
-    columns: list[Text] | None = Field(
-        None, min_length=1, description="the table's columns in this order (default: all)"
-    )
-    from_: IsoDate | None = Field(None, alias="from")
-    to: IsoDate | None = None
-    timezone: Text | None = Field(None, description="an IANA zone for dates, e.g. Europe/Berlin")
-    bom: StrictBool = Field(False, description="a UTF-8 byte order mark (for Excel)")
-    delivery: Literal["auto", "inline", "background"] = "auto"
-
-
-class ExportRequest(RootModel[Any]):
-    """`POST /exports`: an archive or a table, by `type`."""
-
-    root: Annotated[ExportArchiveRequest | ExportTableRequest, Field(discriminator="type")]
 
 
 class ImportTableForm(Request):

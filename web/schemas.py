@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    RootModel,
     StrictBool,
     WithJsonSchema,
 )
@@ -150,6 +151,47 @@ class ExportArchiveRequest(Request):
     compress: Literal["samples", "all", "none"] = Field(
         "samples", description="which folders' files are gzipped"
     )
+
+
+TableName = Literal["samples", "items", "places"]
+
+
+class ExportTableRequest(Request):
+    """`POST /exports` for a table (SPEC 13)."""
+
+    model_config = ConfigDict(
+        title="ExportTableRequest",
+        json_schema_extra={
+            "examples": [
+                {"type": "table", "table": "samples", "format": "csv"},
+                {
+                    "type": "table",
+                    "table": "items",
+                    "format": "xlsx",
+                    "columns": ["id", "start_date", "end_date", "is_visit"],
+                    "timezone": "Europe/Berlin",
+                },
+            ]
+        },
+    )
+
+    type: Literal["table"]
+    table: TableName
+    format: Literal["csv", "tsv", "json", "jsonl", "xlsx"]
+    columns: list[Text] | None = Field(
+        None, min_length=1, description="the table's columns in this order (default: all)"
+    )
+    from_: IsoDate | None = Field(None, alias="from")
+    to: IsoDate | None = None
+    timezone: Text | None = Field(None, description="an IANA zone for dates, e.g. Europe/Berlin")
+    bom: StrictBool = Field(False, description="a UTF-8 byte order mark (for Excel)")
+    delivery: Literal["auto", "inline", "background"] = "auto"
+
+
+class ExportRequest(RootModel[Any]):
+    """`POST /exports`: an archive or a table, by `type`."""
+
+    root: Annotated[ExportArchiveRequest | ExportTableRequest, Field(discriminator="type")]
 
 
 class ConfirmRequest(Request):

@@ -65,8 +65,13 @@ def _plain(fields: tuple[Field, ...]) -> tuple[Column, ...]:
     return tuple(Column(f.column, f.kind) for f in fields)
 
 
+# SPEC 3 lists the visit's and the trip's own lastSaved among the base columns, right
+# after the base's `last_saved`; they stay empty where they do not apply.
+_AFTER_LAST_SAVED = ("visit_last_saved", "trip_last_saved")
+
+
 def _item_columns() -> tuple[Column, ...]:
-    """Base columns, then visit columns, then trip columns; each name once."""
+    """Base columns, then visit columns, then trip columns, in SPEC 3's order; each once."""
     visit = {f.column for f in VISIT_FIELDS}
     trip = {f.column for f in TRIP_FIELDS}
     base = {f.column for f in ITEM_BASE_FIELDS}
@@ -78,7 +83,13 @@ def _item_columns() -> tuple[Column, ...]:
         if field.column not in base and not (field.column in visit and field.column in trip):
             only = "visit" if field.column in visit else "trip"
         seen[field.column] = Column(field.column, field.kind, only)
-    return tuple(seen.values())
+    moved = [seen.pop(name) for name in _AFTER_LAST_SAVED]
+    ordered: list[Column] = []
+    for column in seen.values():
+        ordered.append(column)
+        if column.name == "last_saved":
+            ordered.extend(moved)
+    return tuple(ordered)
 
 
 TABLES: dict[str, Table] = {

@@ -105,7 +105,8 @@ def parse_table_export(body: Any) -> TableExportParams:
         columns=columns,
         start=start,
         end=end,
-        timezone=_zone(body.get("timezone", DEFAULT_ZONE)),
+        # null is the default, as for every other optional field
+        timezone=_zone(DEFAULT_ZONE if body.get("timezone") is None else body["timezone"]),
         bom=bom,
         delivery=_choice(body, "delivery", DELIVERIES, default="auto"),
     )

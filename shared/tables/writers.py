@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared.tables.delimited import Delimited
 from shared.tables.formats import TableFormat
 from shared.tables.jsonfmt import JsonRecords
@@ -22,3 +24,14 @@ def writer_for(params: TableExportParams) -> TableFormat:
     if params.format == "xlsx":
         return Xlsx()
     raise ValueError(f"no writer for format {params.format!r}")
+
+
+# The media types of the table files (without parameters), as `POST /exports` and the
+# download answer them, each with the JSON Schema of its body.
+MEDIA_TYPES: dict[str, dict[str, Any]] = {
+    "text/csv": {"type": "string"},
+    "text/tab-separated-values": {"type": "string"},
+    "application/json": {"type": "array", "items": {"type": "object"}},
+    "application/x-ndjson": {"type": "string"},
+    Xlsx.content_type: {"type": "string", "contentMediaType": Xlsx.content_type},
+}

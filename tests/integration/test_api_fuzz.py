@@ -26,6 +26,7 @@ from shared.jobs.live import MemoryLiveStore, RedisLiveStore
 from shared.jobs.publisher import RecordingPublisher
 from shared.settings import Settings
 from shared.store.accounts import Account, create_account, issue_token
+from shared.tables.columns import TABLES
 from shared.timefmt import parse_iso
 from web import create_app
 from web.queue import CeleryPublisher
@@ -94,7 +95,7 @@ def keep_data_rules(
     """Bring schema-valid cases in line with the rules that depend on data, which no JSON
     Schema can state, so that "valid data is accepted" stays checked everywhere else:
     `to` after `from`, an `account` filter naming an account that exists, and a `cursor`
-    that this API gave."""
+    that this API gave; for tables, a real zone name and real column names."""
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return case
     body, query = case.body, case.query
@@ -104,6 +105,15 @@ def keep_data_rules(
             body["from"], body["to"] = body["to"], body["from"]
         elif end == start:
             del body["to"]
+    if isinstance(body, dict) and body.get("type") == "table":
+        # A zone name and a table's column names are data (the tz database, the table's
+        # columns), not a shape a JSON Schema states: take real ones, keeping the order
+        # and count of what was generated where possible.
+        if body.get("timezone") is not None:
+            body["timezone"] = "Europe/Berlin"
+        if body.get("columns") and body.get("table") in TABLES:
+            names = TABLES[body["table"]].names
+            body["columns"] = list(names[: len(body["columns"])])
     current = Tokens.current
     for part in (body, query):
         if isinstance(part, dict) and part.get("account") and current is not None:

@@ -22,10 +22,10 @@ from web.planned import (
     LIST_IMPORTS,
     REMAP_JOB,
     ROLLBACK_IMPORT,
-    ExportRequest,
     ImportTableForm,
     RollbackConfirmRequest,
 )
+from web.schemas import ExportRequest
 
 
 def _with_table_views() -> Flask:

@@ -36,6 +36,13 @@ def test_given_the_least_body_when_parsed_then_every_column_utc_no_bom_auto() ->
     assert (params.timezone, params.bom, params.delivery) == ("UTC", False, "auto")
 
 
+def test_given_null_optional_fields_when_parsed_then_their_defaults() -> None:
+    """null means "not given", as the OpenAPI document allows for every optional field."""
+    params = parse_table_export(_body(timezone=None, columns=None, to=None, **{"from": None}))
+
+    assert params == TableExportParams(table="samples", format="csv")
+
+
 def test_given_every_field_when_parsed_then_stored_and_read_back_the_same() -> None:
     body = _body(
         table="items",

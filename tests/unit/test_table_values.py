@@ -118,7 +118,12 @@ def test_given_wall_times_when_turned_into_excel_serials_then_days_since_1899_12
 def test_given_the_field_tables_when_read_then_each_table_has_their_columns_in_order() -> None:
     assert TABLES["samples"].names == fields.SAMPLE_COLUMNS
     assert TABLES["places"].names == fields.PLACE_COLUMNS
-    assert TABLES["items"].names == fields.ITEM_COLUMNS
+    # SPEC 3's order: the visit's and the trip's lastSaved follow the base's last_saved.
+    spec_order = [c for c in fields.ITEM_COLUMNS if not c.endswith("_last_saved")]
+    at = spec_order.index("last_saved") + 1
+    spec_order[at:at] = ["visit_last_saved", "trip_last_saved"]
+    assert list(TABLES["items"].names) == spec_order
+    assert TABLES["items"].names[10:13] == ("last_saved", "visit_last_saved", "trip_last_saved")
     for table in TABLES.values():
         assert "account_id" not in table.names
         assert len(set(table.names)) == len(table.names)
@@ -140,15 +145,14 @@ def test_given_a_new_field_when_the_tables_are_derived_then_it_is_exported_too(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Columns come from shared.fields, never from a hand-written list."""
-    extra = fields.Field("visitLastSaved", "visit_last_saved", Kind.DATE)
+    extra = fields.Field("visitMood", "visit_mood", Kind.TEXT)
     monkeypatch.setattr(columns_module, "VISIT_FIELDS", (*fields.VISIT_FIELDS, extra))
 
     derived = {c.name: c for c in columns_module._item_columns()}
 
-    assert derived["visit_last_saved"] == columns_module.Column(
-        "visit_last_saved", Kind.DATE, "visit"
-    )
-    assert list(derived)[-len(fields.TRIP_FIELDS) - 1] == "visit_last_saved"
+    assert derived["visit_mood"] == columns_module.Column("visit_mood", Kind.TEXT, "visit")
+    # after the visit columns, before the trip's (less the trip's lastSaved, moved up)
+    assert list(derived)[-len(fields.TRIP_FIELDS)] == "visit_mood"
 
 
 def test_given_a_column_in_both_visit_and_trip_fields_when_derived_then_it_applies_to_both(
