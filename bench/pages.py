@@ -19,6 +19,7 @@ queries behind each page shows the index used.
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 import time
@@ -126,6 +127,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
+    logging.getLogger("web.requests").setLevel(logging.WARNING)  # one line per request
 
     with bench_session("pages", keep_db=args.keep_db) as bench:
         counts = fill(bench.engine, args.jobs)
