@@ -54,8 +54,8 @@ def test_given_a_person_when_exporting_in_the_browser_then_progress_moves_live_a
     stack: Stack, settings: Settings, engine: Engine, page: Any, tmp_path: Path
 ) -> None:
     person, token = new_account(engine, "walker")
-    seeded = seed(settings, person.id, days=4, per_day=300)
-    throttle(stack, 400)
+    seeded = seed(settings, person.id, days=8, per_day=300)
+    throttle(stack, 250)
     stack.start_web()
     stack.start_worker()
     base = stack.base_url
@@ -77,6 +77,27 @@ def test_given_a_person_when_exporting_in_the_browser_then_progress_moves_live_a
     first = job_id_of(page)
     assert page.title() == f"Archive export {first[:8]} · Ferry"
     page.evaluate("() => { window.__sameDocument = true; }")
+
+    # The jobs list, in another tab, moves the job's bar too (it polls while jobs run).
+    listing = page.context.new_page()
+    listing.goto(base + "/")
+    listing.evaluate("() => { window.__sameDocument = true; }")
+    row_bar = f"tr[data-job='{first}'] [role=progressbar]"
+    listed: list[int] = []
+
+    def list_moved() -> bool:
+        bar = listing.query_selector(row_bar)
+        if bar is None:  # the job ended: its row has no bar any more
+            return True
+        value = int(bar.get_attribute("aria-valuenow"))
+        if not listed or listed[-1] != value:
+            listed.append(value)
+        return len([v for v in listed if v > 0]) >= 2
+
+    wait_for(list_moved, timeout=60, interval=0.2, what="the list's bar to move")
+    assert len([v for v in listed if v > 0]) >= 2, listed
+    assert listing.evaluate("() => window.__sameDocument === true"), "the list was reloaded"
+    listing.close()
 
     # The overall bar takes several values while the page stays the same document.
     seen: list[int] = []
@@ -128,7 +149,9 @@ def test_given_a_person_when_exporting_in_the_browser_then_progress_moves_live_a
     assert listed[:2] == [second, first]
 
     # The download, uploaded into an empty account, stops at its preview; confirm it.
+    stack.kill_workers()
     throttle(stack, 0)
+    stack.start_worker()
     newcomer, newcomer_token = new_account(engine, "newcomer")
     page.context.clear_cookies()
     sign_in_by_keyboard(page, base, newcomer_token)
