@@ -94,8 +94,10 @@ def test_given_a_person_when_exporting_in_the_browser_then_progress_moves_live_a
             listed.append(value)
         return len([v for v in listed if v > 0]) >= 2
 
+    listing.focus(f"#job-{first}")  # a keyboard user on the job's link keeps focus there
     wait_for(list_moved, timeout=60, interval=0.2, what="the list's bar to move")
     assert len([v for v in listed if v > 0]) >= 2, listed
+    assert listing.evaluate("() => document.activeElement.id") == f"job-{first}"
     assert listing.evaluate("() => window.__sameDocument === true"), "the list was reloaded"
     listing.close()
 
