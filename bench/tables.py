@@ -1,7 +1,9 @@
-"""Table exports through a real worker vs the raw PostgreSQL pipeline, in the same run.
+r"""Table exports and imports through a real worker vs the raw PostgreSQL pipeline, in the
+same run.
 
     .venv/bin/python bench/tables.py [--samples 1_000_000] [--repeat 3] [--flat]
-                                     [--formats csv,tsv,json,jsonl,xlsx] [--keep-db]
+                                     [--formats csv,tsv,json,jsonl,xlsx]
+                                     [--part export|import|both] [--keep-db]
 
 Ferry: `export.table` jobs of every sample column (queued with JobService, run by a real
 `ferry worker --concurrency 1`); a job's time is queued -> succeeded from its row. Raw:
@@ -10,11 +12,15 @@ s.date, s.id) TO STDOUT (FORMAT csv, HEADER)" > file` on the same data, the colu
 they are stored (Ferry's SELECT also formats every value). CSV runs `--repeat` times,
 alternating with raw; the other formats once each. Peak RSS is the worker pool child's
 that ran the job; with --flat every format runs again on an account of 100 k samples in a
-fresh worker, and the RSS difference is reported. (The import part comes with the table
-import.)
+fresh worker, and the RSS difference is reported.
+
+Import (`--part import`, bench/table_import.py): the samples exported once as CSV,
+imported by a real worker against raw `\copy … FROM … (FORMAT csv, HEADER)` of the same
+file.
 
 Targets (SPEC 12): CSV <= 1.25 x raw; XLSX of 1 M rows < 60 s; peak RSS < 150 MB in
 every format and flat (1 M vs 100 k differ by less than 50 MB, the archive's measure).
+CSV import <= 2 x raw COPY; its peak RSS < 150 MB and flat the same way.
 """
 
 from __future__ import annotations
@@ -35,12 +41,15 @@ from bench.common import (
     log,
     median,
     phase_seconds,
+    print_side_by_side,
     psql,
     table,
     timed_shell,
     verdict,
     write_result,
 )
+from bench.table_import import TARGETS as IMPORT_TARGETS
+from bench.table_import import measure_import
 from shared.store.accounts import Account
 from shared.tables.columns import TABLES
 
@@ -225,6 +234,9 @@ def main() -> int:
     parser.add_argument(
         "--formats", default=",".join(FORMATS), help="comma-separated formats to run"
     )
+    parser.add_argument(
+        "--part", choices=("export", "import", "both"), default="both", help="what to measure"
+    )
     args = parser.parse_args()
     formats = [f for f in args.formats.split(",") if f]
     unknown = set(formats) - set(FORMATS)
@@ -234,13 +246,29 @@ def main() -> int:
     if args.flat and args.samples != FLAT_SAMPLES:
         sizes.append(FLAT_SAMPLES)
     results: list[dict[str, Any]] = []
+    imports: list[dict[str, Any]] = []
     with bench_session("tables", keep_db=args.keep_db) as bench:
         seeded = [bench.seed_account(f"tables-{size}", size) for size in sizes]
         for index, (account, stats) in enumerate(seeded):
             repeat = args.repeat if index == 0 else 1
-            results.append(measure_size(bench, account, stats.samples, formats, repeat))
-    summary = summarise(results)
-    path = write_result("tables", {"args": vars(args), "sizes": results, "summary": summary})
+            if args.part in ("export", "both"):
+                results.append(measure_size(bench, account, stats.samples, formats, repeat))
+            if args.part in ("import", "both"):
+                imports.append(measure_import(bench, account, stats, args.repeat))
+    payload: dict[str, Any] = {"args": vars(args)}
+    if results:
+        payload.update(sizes=results, summary=summarise(results))
+    if imports:
+        payload.update(
+            imports=imports,
+            import_summary=print_side_by_side(
+                "CSV table import of every sample column: Ferry (real worker) vs raw COPY",
+                imports,
+                IMPORT_TARGETS,
+                raw_note="  (\\copy of the same CSV into an empty table like samples)",
+            ),
+        )
+    path = write_result("tables", payload)
     print(f"\nresults: {path}")
     return 0
 

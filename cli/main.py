@@ -17,7 +17,8 @@ from typing import Any
 import click
 
 from cli.context import Cli
-from cli.render import job_details, jobs_table, progress_line
+from cli.imports import imports
+from cli.render import job_details, jobs_table, progress_line, table_preview
 from cli.tokens import tokens
 from shared.errors import FerryError
 
@@ -139,6 +140,7 @@ def _has_items(cli: Cli, account_id: str) -> bool:
 
 
 main.add_command(tokens)
+main.add_command(imports)
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -374,10 +376,15 @@ def jobs_watch(cli: Cli, job_id: str) -> None:
 @jobs.command("confirm")
 @click.argument("job_id")
 @click.option("--skip-invalid", is_flag=True, help="Import the valid records, skip the rest.")
+@click.option(
+    "--modified",
+    type=click.Choice(["keep", "revert"]),
+    help="A rollback: keep the rows changed since the import, or revert them too.",
+)
 @pass_cli
-def jobs_confirm(cli: Cli, *, job_id: str, skip_invalid: bool) -> None:
-    """Let an import waiting at its report go on to apply."""
-    job = cli.service.confirm(job_id, skip_invalid=skip_invalid)
+def jobs_confirm(cli: Cli, *, job_id: str, skip_invalid: bool, modified: str | None) -> None:
+    """Let an import waiting at its report go on to apply (or a rollback go on)."""
+    job = cli.service.confirm(job_id, skip_invalid=skip_invalid, modified=modified)
     click.echo(f"{job.id} {job.status}")
 
 
@@ -531,6 +538,23 @@ def export(
     "--on-conflict", type=click.Choice(["skip", "newer"]), default="skip", show_default=True
 )
 @click.option("--skip-invalid", is_flag=True, help="Import the valid records, skip the rest.")
+@click.option(
+    "--table",
+    type=click.Choice(["samples", "items", "places"]),
+    help="PATH is a table file (CSV, TSV, JSON, JSON Lines or XLSX) of this table.",
+)
+@click.option(
+    "--mapping",
+    help="Table: a JSON object, file column -> Ferry column or null, e.g."
+    ' \'{"When": "date", "Notes": null}\'.',
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["insert", "upsert"]),
+    help="Table: insert (rows must be new) or upsert by id (default).",
+)
+@click.option("--timezone", help="Table: the zone of dates without an offset (default UTC).")
+@click.option("--sheet", help="Table, XLSX: the sheet to read (default the first).")
 @click.option("--no-wait", is_flag=True, help="Queue the import and print its id.")
 @pass_cli
 def import_(
@@ -541,19 +565,105 @@ def import_(
     preview: bool,
     on_conflict: str,
     skip_invalid: bool,
+    table: str | None,
+    mapping: str | None,
+    mode: str | None,
+    timezone: str | None,
+    sheet: str | None,
     no_wait: bool,
 ) -> None:
-    """Import an archive into ACCOUNT and watch it.
+    """Import an archive, or with --table a table file, into ACCOUNT and watch it.
 
     PATH is a zip, a tar or tar.gz, or an unpacked archive folder as the Arc apps write it
-    (the `export-…` folder, or an iCloud backup folder, holding metadata.json).
+    (the `export-…` folder, or an iCloud backup folder, holding metadata.json); with
+    --table, a CSV, TSV, JSON, JSON Lines or XLSX file.
     """
-    from shared.archive.files import write_zip
-    from shared.params import ImportArchiveParams
     from shared.store.accounts import get_account
 
     found = get_account(cli.engine, account)
     path = path.resolve()
+    if table is not None:
+        if on_conflict != "skip":
+            _fail("--on-conflict is for archives; a table import takes --mode", 2)
+        _import_table(
+            cli,
+            found.id,
+            path,
+            fields={
+                "table": table,
+                "mapping": mapping,
+                "mode": mode or "upsert",
+                "timezone": timezone,
+                "sheet": sheet,
+                "confirm": not preview,
+                "skip_invalid": skip_invalid,
+            },
+            no_wait=no_wait,
+        )
+        return
+    if mapping or mode or timezone or sheet:
+        _fail("--mapping, --mode, --timezone and --sheet go with --table", 2)
+    _import_archive(
+        cli,
+        found.id,
+        path,
+        preview=preview,
+        on_conflict=on_conflict,
+        skip_invalid=skip_invalid,
+        no_wait=no_wait,
+    )
+
+
+def _receive(cli: Cli, path: Path) -> Path:
+    """Copy a file into storage's incoming folder (the server takes one upload)."""
+    with cli.storage.incoming_file() as received, path.open("rb") as source:
+        shutil.copyfileobj(source, received, 1024 * 1024)
+    return Path(received.name)
+
+
+def _import_table(
+    cli: Cli, account_id: str, path: Path, *, fields: dict[str, Any], no_wait: bool
+) -> None:
+    from shared.tables.params import parse_table_import
+
+    if path.is_dir():
+        _fail(f"{path} is a folder; --table takes one CSV, TSV, JSON, JSON Lines or XLSX file", 2)
+    params = parse_table_import(**fields)
+    job = cli.service.submit_import(
+        account_id, received=_receive(cli, path), filename=path.name, params=params
+    )
+    click.echo(f"import {job.id} queued")
+    if no_wait:
+        return
+    final = _watch(cli, job.id)
+    shown = final.get("preview") or {}
+    if shown:
+        click.echo(table_preview(shown))
+    status = final.get("status")
+    if status == "awaiting_confirmation":
+        click.echo(
+            f"waiting for confirmation: ferry jobs confirm {job.id}"
+            + (" --skip-invalid" if shown.get("error_total") else "")
+        )
+        return
+    if status != "succeeded":
+        sys.exit(1)
+    click.echo(f"imported: {(final.get('result') or {}).get('counts')}")
+
+
+def _import_archive(
+    cli: Cli,
+    account_id: str,
+    path: Path,
+    *,
+    preview: bool,
+    on_conflict: str,
+    skip_invalid: bool,
+    no_wait: bool,
+) -> None:
+    from shared.archive.files import write_zip
+    from shared.params import ImportArchiveParams
+
     if path.is_dir() and not (path / "metadata.json").is_file():
         _fail(
             f"{path} is a folder without metadata.json; give the archive folder itself"
@@ -573,7 +683,7 @@ def import_(
     )
     filename = f"{path.name}.zip" if path.is_dir() else path.name
     job = cli.service.submit_import(
-        found.id, received=Path(received.name), filename=filename, params=params
+        account_id, received=Path(received.name), filename=filename, params=params
     )
     click.echo(f"import {job.id} queued")
     if no_wait:

@@ -112,3 +112,43 @@ def job_details(view: dict[str, Any], history: list[JobEvent], account: str) -> 
             detail = "  " + ", ".join(f"{k}={v}" for k, v in event.detail.items() if k != "kept")
         lines.append(f"  {short_time(event.at)}  attempt {event.attempt}  {event.kind}{detail}")
     return "\n".join(lines)
+
+
+def table_preview(preview: dict[str, Any]) -> str:
+    """A table import's preview (SPEC 13): what was read, the counts, the first errors."""
+    counts = preview.get("counts") or {}
+    mapping = preview.get("mapping") or {}
+    lines = [
+        f"file: {preview.get('format')}, encoding {preview.get('encoding') or '-'},"
+        f" delimiter {preview.get('delimiter')!r}",
+        "mapping: "
+        + (
+            ", ".join(f"{k} -> {v or '(ignored)'}" for k, v in mapping.items() if k != v)
+            or "by name"
+        )
+        + f" ({sum(1 for v in mapping.values() if v)} columns read)",
+    ]
+    if preview.get("unmapped"):
+        lines.append("unmapped: " + ", ".join(preview["unmapped"]))
+    lines.append(
+        "rows {rows}: valid {valid}, invalid {invalid}; would create {would_create},"
+        " update {would_update}, unchanged {unchanged}".format(
+            **{
+                k: counts.get(k, 0)
+                for k in ("rows", "valid", "invalid", "would_create", "would_update", "unchanged")
+            }
+        )
+    )
+    errors = preview.get("errors") or []
+    lines.append(
+        f"{preview.get('error_total', 0)} error(s), {preview.get('warning_total', 0)} warning(s)"
+    )
+    for error in errors[:10]:
+        where = f"row {error['row']}" + (f", {error['column']}" if error.get("column") else "")
+        value = "" if error.get("value") is None else f" ({error['value']!r})"
+        lines.append(f"  error: {where}: {error['reason']}{value}")
+    for warning in (preview.get("warnings") or [])[:5]:
+        lines.append(
+            f"  warning: row {warning['row']}, {warning.get('column')}: {warning['reason']}"
+        )
+    return "\n".join(lines)

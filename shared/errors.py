@@ -45,6 +45,13 @@ class BadArchive(FerryError):
     code = "bad_archive"
 
 
+class BadFile(FerryError):
+    """Raised when a table file cannot be read as a table at all (names the problem, and
+    the row where there is one)."""
+
+    code = "bad_file"
+
+
 class UnsupportedVersion(FerryError):
     """Raised when an archive's schemaVersion has a major version Ferry cannot read."""
 
@@ -81,6 +88,12 @@ class Conflict(FerryError):
     """Raised when the job's state does not allow the request (HTTP 409)."""
 
     code = "conflict"
+
+
+class RollbackExpired(FerryError):
+    """Raised when an import's rollback_until has passed (its undo data is gone; HTTP 409)."""
+
+    code = "rollback_expired"
 
 
 class Gone(FerryError):

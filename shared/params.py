@@ -112,6 +112,8 @@ class ImportArchiveParams:
     filename: str = ""
     bytes: int = 0
 
+    job_type = "import.archive"
+
     def to_json(self) -> dict[str, Any]:
         """The form stored in `jobs.params`."""
         return {

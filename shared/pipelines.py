@@ -12,11 +12,15 @@ from shared.errors import BadRequest
 from shared.jobs.pipeline import Pipeline
 from shared.jobs.states import JobType
 from shared.tables.export import ExportTable
+from shared.tables.importer import ImportTable
+from shared.undo.rollback import RollbackImport
 
 PIPELINES: dict[str, Pipeline] = {
     JobType.EXPORT_ARCHIVE: ExportArchive(),
     JobType.IMPORT_ARCHIVE: ImportArchive(),
     JobType.EXPORT_TABLE: ExportTable(),
+    JobType.IMPORT_TABLE: ImportTable(),
+    JobType.IMPORT_ROLLBACK: RollbackImport(),
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from shared.errors import Conflict, Gone, NotFound
+from shared.errors import Conflict, Gone, NotFound, ValidationFailed
 from shared.jobs.live import LiveStore, announce_status
 from shared.jobs.pipeline import Pipelines, discard_job
 from shared.jobs.publisher import Publisher
@@ -24,14 +24,18 @@ from shared.jobs.store import Job, JobEvent, JobFilter, JobStore, Overview
 from shared.params import ImportArchiveParams, parse_export_request
 from shared.settings import Settings
 from shared.store.storage import LocalStorage, UploadTooLarge
+from shared.tables.columns import TABLES
 from shared.tables.inline import InlineExport, delivery_inline, inline_export
-from shared.tables.params import parse_table_export
+from shared.tables.mapping import parse_mapping
+from shared.tables.params import TableImportParams, parse_table_export
 from shared.timefmt import format_iso, parse_iso, utcnow
+from shared.undo.batches import Batches
+from shared.undo.rollback import MODIFIED_CHOICES
 
 log = logging.getLogger(__name__)
 
 # Fields of `result` that are Ferry's own bookkeeping, not part of the API.
-_PRIVATE_RESULT = frozenset({"key", "session_start", "snapshot", "base", "apply_xid"})
+_PRIVATE_RESULT = frozenset({"key", "session_start", "snapshot", "base", "apply_xid", "apply_xmin"})
 
 
 # Content types of downloads, by the file name's extension (older results name none).
@@ -89,6 +93,7 @@ class JobService:
         self.settings = settings
         self.pipelines = pipelines
         self.store = JobStore(engine)
+        self.batches = Batches(engine)
         self.live = live
         self.storage = storage
         self.publisher = publisher
@@ -139,7 +144,12 @@ class JobService:
         return job, created
 
     def submit_import(
-        self, account_id: str, *, received: Path, filename: str, params: ImportArchiveParams
+        self,
+        account_id: str,
+        *,
+        received: Path,
+        filename: str,
+        params: ImportArchiveParams | TableImportParams,
     ) -> Job:
         """Record a new import job, keep the received upload under its id, then publish it.
 
@@ -153,7 +163,7 @@ class JobService:
             )
         stored = replace(params, filename=filename[:255], bytes=size)
         job, _ = self.store.create(
-            account_id=account_id, type=JobType.IMPORT_ARCHIVE, params=stored.to_json()
+            account_id=account_id, type=params.job_type, params=stored.to_json()
         )
         try:
             self.storage.adopt_upload(job.id, received)
@@ -166,10 +176,69 @@ class JobService:
         return job
 
     def confirm(
-        self, job_id: str, *, account_id: str | None = None, skip_invalid: bool = False
+        self,
+        job_id: str,
+        *,
+        account_id: str | None = None,
+        skip_invalid: bool = False,
+        modified: str | None = None,
     ) -> Job:
-        """Let an awaiting import go on to apply (Conflict while its report has errors)."""
-        job = self.store.confirm(job_id, account_id=account_id, skip_invalid=skip_invalid)
+        """Let an awaiting import go on to apply (Conflict while its report has errors),
+        or an awaiting rollback go on with what to do with the rows changed since the
+        import (`modified`: keep or revert; required for a rollback, refused otherwise)."""
+        job = self.store.get(job_id, account_id=account_id)
+        choices = {}
+        if job.type == JobType.IMPORT_ROLLBACK:
+            if job.status == Status.AWAITING_CONFIRMATION and modified not in MODIFIED_CHOICES:
+                raise ValidationFailed(
+                    "modified: say what to do with the rows changed since the import:"
+                    " keep or revert",
+                    details={"field": "modified"},
+                )
+            choices = {"modified": modified}
+        elif modified is not None:
+            raise ValidationFailed(
+                "modified: only a rollback takes it", details={"field": "modified"}
+            )
+        job = self.store.confirm(
+            job_id, account_id=account_id, skip_invalid=skip_invalid, choices=choices
+        )
+        self._publish(job.id)
+        announce_status(self.live, job.id, job.status, job.attempt)
+        return job
+
+    # --- import history and undo (SPEC 13) ----------------------------------------------
+
+    def imports_page(
+        self, account_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the account's import history, newest first, as the API shows it."""
+        batches, next_cursor = self.batches.page(account_id, limit=limit, cursor=cursor)
+        return [b.view(self.settings.rollback_hours) for b in batches], next_cursor
+
+    def import_record(self, import_id: str, *, account_id: str | None = None) -> dict[str, Any]:
+        """One import of the history (NotFound for any other job)."""
+        batch = self.batches.get(import_id, account_id=account_id)
+        return batch.view(self.settings.rollback_hours)
+
+    def request_rollback(self, import_id: str, *, account_id: str) -> Job:
+        """Queue the rollback of a succeeded import (Conflict when it was rolled back or
+        one is under way, RollbackExpired past its rollback_until)."""
+        job = self.batches.request_rollback(
+            import_id, account_id=account_id, hours=self.settings.rollback_hours
+        )
+        self._publish(job.id)
+        announce_status(self.live, job.id, job.status, job.attempt)
+        return job
+
+    def remap(self, job_id: str, *, account_id: str | None = None, mapping: Any) -> Job:
+        """Read an awaiting table import's stored file again with another mapping
+        (422 for an unknown column or two file columns mapped to one)."""
+        job = self.store.get(job_id, account_id=account_id)
+        if job.type != JobType.IMPORT_TABLE:
+            raise Conflict("only a table import can be remapped")
+        checked = parse_mapping(mapping, TABLES[job.params["table"]])
+        job = self.store.remap(job_id, account_id=account_id, mapping=checked)
         self._publish(job.id)
         announce_status(self.live, job.id, job.status, job.attempt)
         return job

@@ -35,6 +35,7 @@ class Settings:
     export_retention_hours: float = 168.0
     max_upload_bytes: int = 2_147_483_648
     sync_export_max_rows: int = 10_000
+    rollback_hours: float = 24.0
     max_streams_per_account: int = 8
     stream_seconds: float = 300.0
     # Ferry's additions (documented in README "Configuration").
@@ -96,6 +97,7 @@ class Settings:
             export_retention_hours=_number(env, "FERRY_EXPORT_RETENTION_HOURS", 168.0),
             max_upload_bytes=int(_number(env, "FERRY_MAX_UPLOAD_BYTES", 2_147_483_648)),
             sync_export_max_rows=int(_number(env, "FERRY_SYNC_EXPORT_MAX_ROWS", 10_000)),
+            rollback_hours=_number(env, "FERRY_ROLLBACK_HOURS", 24.0),
             max_streams_per_account=int(_number(env, "FERRY_MAX_STREAMS_PER_ACCOUNT", 8)),
             stream_seconds=_number(env, "FERRY_STREAM_SECONDS", 300.0),
             redis_prefix=env.get("FERRY_REDIS_PREFIX", "ferry"),
@@ -111,6 +113,8 @@ class Settings:
             raise ConfigError(f"FERRY_LEASE_SECONDS must be at least {MIN_LEASE_SECONDS}")
         if settings.sweep_seconds <= 0:
             raise ConfigError("FERRY_SWEEP_SECONDS must be positive")
+        if settings.rollback_hours < 0:
+            raise ConfigError("FERRY_ROLLBACK_HOURS must not be negative")
         if settings.max_streams_per_account < 1:
             raise ConfigError("FERRY_MAX_STREAMS_PER_ACCOUNT must be at least 1")
         if settings.stream_seconds <= 0:

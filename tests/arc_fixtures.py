@@ -998,7 +998,9 @@ def load_account(database_url: str, account_id: str) -> dict[str, dict[str, dict
                     k: (str(v).lower() if isinstance(v, uuid.UUID) else v) for k, v in row.items()
                 }
                 clean.pop("account_id")
-                clean.pop("written_xid", None)  # change tracking, not the record's data
+                # Change tracking and undo marks, not the record's data.
+                clean.pop("written_xid", None)
+                clean.pop("created_xid", None)
                 found[clean["id"]] = clean
             rows[kind] = found
     return rows

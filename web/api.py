@@ -26,6 +26,7 @@ from shared.jobs.store import Job, JobFilter
 from shared.params import ImportArchiveParams
 from shared.service import JobService
 from shared.tables.inline import InlineExport
+from shared.tables.params import TableImportParams, parse_table_import
 from shared.tables.writers import MEDIA_TYPES as TABLE_MEDIA_TYPES
 from web import schemas
 from web.auth import principal
@@ -337,19 +338,36 @@ def download(job_id: str) -> Any:
     replies={202: _QUEUED},
 )
 def create_import(body: schemas.ImportForm) -> Response:
-    """Queue an import of an uploaded archive (zip, tar or tar.gz).
+    """Queue an import of an uploaded archive (zip, tar or tar.gz) or table file.
 
+    `type=archive` (the default) takes an archive; `type=table` a CSV, TSV, JSON, JSON
+    Lines or XLSX file of `table`, recognised by its content, with an optional `mapping`
+    (422 naming a mapped column that does not exist, or two file columns mapped to one).
     Without `confirm=true` the job stops at `awaiting_confirmation` with its validation
     report as `preview`.
     """
+    params: ImportArchiveParams | TableImportParams
+    if body.type == "table":
+        assert body.table is not None
+        params = parse_table_import(
+            table=body.table,
+            mapping=body.mapping,
+            mode=body.mode or "upsert",
+            timezone=body.timezone,
+            sheet=body.sheet,
+            confirm=body.confirm,
+            skip_invalid=body.skip_invalid,
+        )
+    else:
+        params = ImportArchiveParams(
+            confirm=body.confirm,
+            on_conflict=body.on_conflict or "skip",
+            skip_invalid=body.skip_invalid,
+        )
     upload = request.files["file"]
     received = Path(upload.stream.name)  # streamed into storage by FerryRequest
     upload.stream.close()
-    service = _service()
-    params = ImportArchiveParams(
-        confirm=body.confirm, on_conflict=body.on_conflict, skip_invalid=body.skip_invalid
-    )
-    job = service.submit_import(
+    job = _service().submit_import(
         principal().account_id,
         received=received,
         filename=display_name(upload.filename or ""),
@@ -357,6 +375,26 @@ def create_import(body: schemas.ImportForm) -> Response:
     )
     adopted(str(received))
     return _job_response(job, 202, location=True)
+
+
+@blueprint.post("/jobs/<uuid:job_id>/remap")
+@operation(
+    "remapJob",
+    tags=("jobs",),
+    auth="user",
+    body=schemas.RemapRequest,
+    replies={202: Reply("the job, queued to read its file again", schemas.JobEnvelope)},
+    errors=(409,),
+)
+def remap_job(job_id: str, body: schemas.RemapRequest) -> Response:
+    """Validate a table import's stored file again with another mapping.
+
+    The job must be a table import at `awaiting_confirmation` (409 otherwise); it is
+    queued again and comes back to `awaiting_confirmation` with a new preview. A mapping
+    to an unknown column, or of two file columns to one, is a 422 naming it.
+    """
+    job = _service().remap(job_id, account_id=principal().account_id, mapping=body.mapping)
+    return _job_response(job, 202)
 
 
 @blueprint.post("/jobs/<uuid:job_id>/confirm")
@@ -370,15 +408,68 @@ def create_import(body: schemas.ImportForm) -> Response:
     errors=(409,),
 )
 def confirm_job(job_id: str, body: schemas.ConfirmRequest) -> Response:
-    """Let an import waiting at its report go on to apply.
+    """Let an import waiting at its report go on to apply, or a rollback waiting on rows
+    changed since its import go on (`modified`: keep or revert).
 
     409 when the job is not awaiting confirmation, or while its report lists errors and
-    neither the import nor this body says `skip_invalid`.
+    neither the import nor this body says `skip_invalid`; 422 naming `modified` when a
+    rollback's confirm lacks it, or another job's has it.
     """
     job = _service().confirm(
-        job_id, account_id=principal().account_id, skip_invalid=body.skip_invalid
+        job_id,
+        account_id=principal().account_id,
+        skip_invalid=body.skip_invalid,
+        modified=body.modified,
     )
     return _job_response(job, 202)
+
+
+# --- import history and undo (SPEC 13) ----------------------------------------------------
+
+
+@blueprint.get("/imports")
+@operation(
+    "listImports",
+    tags=("imports",),
+    auth="user",
+    query=schemas.ImportsQuery,
+    replies={
+        200: Reply(
+            "the account's imports, newest first",
+            schemas.ImportsPage,
+            links={"rollback": ("rollbackImport", {"job_id": "$response.body#/imports/0/id"})},
+        )
+    },
+    errors=(400,),
+)
+def list_imports(query: schemas.ImportsQuery) -> Response:
+    """The caller's import history (archive and table imports), newest first, a page at a
+    time, each with its counts and until when it can be rolled back.
+
+    A cursor that is not one this API gave is a 400 naming `cursor`.
+    """
+    records, next_cursor = _service().imports_page(
+        principal().account_id, limit=query.limit, cursor=query.cursor
+    )
+    return jsonify(imports=records, next_cursor=next_cursor)
+
+
+@blueprint.post("/imports/<uuid:job_id>/rollback")
+@operation(
+    "rollbackImport",
+    tags=("imports",),
+    auth="user",
+    replies={202: _QUEUED},
+    errors=(409,),
+)
+def rollback_import(job_id: str) -> Response:
+    """Undo one of the caller's succeeded imports: queues an `import.rollback` job.
+
+    409 `rollback_expired` after the import's `rollback_until`; 409 `conflict` when it
+    was rolled back already, a rollback of it is under way, or it did not succeed.
+    """
+    job = _service().request_rollback(job_id, account_id=principal().account_id)
+    return _job_response(job, 202, location=True)
 
 
 # --- operators ---------------------------------------------------------------------------

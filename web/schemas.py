@@ -20,7 +20,9 @@ from pydantic import (
     RootModel,
     StrictBool,
     WithJsonSchema,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from shared.jobs.states import JobType, Status
 from shared.timefmt import parse_iso
@@ -200,6 +202,12 @@ class ConfirmRequest(Request):
     skip_invalid: StrictBool = Field(
         False, description="apply the valid records and report the rest"
     )
+    modified: Literal["keep", "revert"] | None = Field(
+        None,
+        description="a rollback that found rows changed since its import: leave them as they"
+        " are now (`keep`) or undo them too (`revert`); required for a rollback, refused"
+        " for any other job (422)",
+    )
 
 
 class JobsQuery(Request):
@@ -253,21 +261,128 @@ def _form_bool(value: Any) -> Any:
 
 FormBool = Annotated[StrictBool, BeforeValidator(_form_bool)]
 
+# The fields of each kind of import besides `type`, `confirm` and `skip_invalid`.
+ARCHIVE_ONLY = ("on_conflict",)
+TABLE_ONLY = ("table", "mapping", "mode", "timezone", "sheet")
+
+
+# Optional multipart fields: text, never null (left out, a field takes its default), so
+# the document says string, or one of the choices.
+FormConflict = Annotated[
+    Literal["skip", "newer"] | None, WithJsonSchema({"type": "string", "enum": ["skip", "newer"]})
+]
+FormTable = Annotated[
+    TableName | None,
+    WithJsonSchema({"type": "string", "enum": ["samples", "items", "places"]}),
+]
+FormMode = Annotated[
+    Literal["insert", "upsert"] | None,
+    WithJsonSchema({"type": "string", "enum": ["insert", "upsert"]}),
+]
+FormText = Annotated[Text | None, WithJsonSchema({"type": "string", "pattern": NO_NUL})]
+
 
 class ImportForm(Request):
-    """`POST /imports`: the multipart fields besides `file`."""
+    """`POST /imports`: the multipart fields besides `file`, for an archive (`type`
+    archive, the default) or a table (`type` table, with `table`)."""
 
-    type: Literal["archive"] = "archive"
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "table"}}, "required": ["type"]},
+            "then": {
+                "required": ["table"],
+                "properties": {name: False for name in ARCHIVE_ONLY},
+            },
+            "else": {"properties": {name: False for name in TABLE_ONLY}},
+        }
+    )
+
+    type: Literal["archive", "table"] = "archive"
     confirm: FormBool = Field(
         False, description="apply without stopping at `awaiting_confirmation`"
     )
-    on_conflict: Literal["skip", "newer"] = Field(
-        "skip", description="when an id exists: keep the account's record, or the newer one"
+    on_conflict: FormConflict = Field(
+        None,
+        description="archive: when an id exists, keep the account's record (skip, the"
+        " default), or the newer one",
     )
     skip_invalid: FormBool = Field(False, description="apply the valid records, report the rest")
+    table: FormTable = Field(None, description="table: which table the file holds")
+    mapping: FormText = Field(
+        None,
+        description="table: a JSON object, file column -> Ferry column, or null to ignore"
+        " one (default: headers matched ignoring case, spaces, `_` and camelCase)",
+    )
+    mode: FormMode = Field(
+        None, description="table: insert (rows must be new) or upsert by id (the default)"
+    )
+    timezone: FormText = Field(None, description="table: the zone of dates without an offset")
+    sheet: FormText = Field(None, description="table, XLSX: the sheet (default: the first)")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ImportForm:
+        """A table's fields go with `type` table only, and the reverse."""
+        if self.type == "table":
+            if self.table is None:
+                raise PydanticCustomError("missing", "is required", {})
+            wrong = [n for n in ARCHIVE_ONLY if getattr(self, n) is not None]
+        else:
+            wrong = [n for n in TABLE_ONLY if getattr(self, n) is not None]
+        if wrong:
+            raise ValueError(f"{wrong[0]} does not go with type {self.type}")
+        return self
+
+
+class RemapRequest(Request):
+    """`POST /jobs/{id}/remap`: another mapping for a table import's stored file."""
+
+    mapping: dict[str, Text | None] = Field(
+        description="file column -> Ferry column, or null to ignore the file column"
+    )
 
 
 # --- responses -------------------------------------------------------------------------------
+
+
+class ImportsQuery(Request):
+    """`GET /imports`: a page of the import history."""
+
+    limit: int = Field(50, ge=1, le=200)
+    cursor: Text | None = Field(None, description="`next_cursor` of the previous page")
+
+
+class ImportCounts(Shape):
+    """What an import wrote."""
+
+    created: int = Field(ge=0)
+    updated: int = Field(ge=0)
+    skipped: int = Field(ge=0)
+    invalid: int = Field(ge=0)
+
+
+class ImportRecord(Shape):
+    """One import in the history (an archive or a table)."""
+
+    id: Uuid = Field(description="the import job's id")
+    type: Literal["archive", "table"]
+    table: str | None = Field(description="a table import's table; null for an archive")
+    filename: str
+    status: StatusName = Field(description="the import job's status")
+    counts: ImportCounts
+    finished_at: IsoDate | None
+    rollback_until: IsoDate | None = Field(
+        description="until when it can be rolled back (its end + FERRY_ROLLBACK_HOURS);"
+        " null when it cannot be (not succeeded, or made before undo existed)"
+    )
+    rolled_back_at: IsoDate | None
+    rollback_job: Uuid | None = Field(description="the last rollback job asked for, if any")
+
+
+class ImportsPage(Shape):
+    """A page of the import history, newest first."""
+
+    imports: list[ImportRecord]
+    next_cursor: str | None
 
 
 class ErrorDetails(Shape):

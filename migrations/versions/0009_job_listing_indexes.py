@@ -9,7 +9,7 @@ a range of a small partial index on `finished_at`. `jobs_status_idx` (status alo
 covered by `jobs_status_created_idx` and goes.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -41,17 +41,18 @@ from shared.archive.records import Decoded, item_row, place_row, sample_row, unk
 from shared.archive.report import Report
 from shared.archive.staging import KINDS, Staging
 from shared.archive.unpack import Limits, archive_root, clear, unpack
-from shared.errors import BadRequest, JobCancelled, LeaseLost, ValidationFailed
+from shared.errors import BadRequest
 from shared.fields import Problem
 from shared.jobs.attempt import JobContext
-from shared.jobs.pipeline import AwaitConfirmation, Outcome, Succeeded
+from shared.jobs.pipeline import Outcome, Succeeded, hold_for_confirmation
 from shared.jobs.states import PHASES, JobType
-from shared.jobs.store import Job, JobStore
+from shared.jobs.store import Job
 from shared.params import ImportArchiveParams
 from shared.settings import Settings
-from shared.store.changes import anything_written_after, written_by
+from shared.store.changes import anything_written_after
 from shared.store.db import SHORT, raw_connection
 from shared.timefmt import format_iso
+from shared.undo.recorder import apply_marks, record_replaced
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +86,17 @@ class ImportArchive:
         if report is None:
             report = self._prepare(ctx, params, staging)
         preview = report.as_dict(on_conflict=params.on_conflict, skip_invalid=params.skip_invalid)
-        if report.errors.total and not params.skip_invalid:
-            if params.confirm:
-                ctx.store.save_preview(ctx.job.id, ctx.attempt, preview)
-                raise ValidationFailed(
-                    f"{report.errors.total} problem(s) found in the archive; nothing was"
-                    " imported (see the job's preview, or import with skip_invalid=true)",
-                    details={"error_count": report.errors.total},
-                )
-            return AwaitConfirmation(preview)
-        if not params.confirm:
-            return AwaitConfirmation(preview)
-        # The report stays on the job after it succeeds: warnings, counts, what was skipped.
-        ctx.store.save_preview(ctx.job.id, ctx.attempt, preview)
+        waiting = hold_for_confirmation(
+            ctx,
+            preview,
+            errors=report.errors.total,
+            confirm=params.confirm,
+            skip_invalid=params.skip_invalid,
+            refused=f"{report.errors.total} problem(s) found in the archive; nothing was"
+            " imported (see the job's preview, or import with skip_invalid=true)",
+        )
+        if waiting is not None:
+            return waiting
         self._apply(ctx, params, staging, report)
         return self._finalize(ctx, staging)
 
@@ -290,6 +289,16 @@ class ImportArchive:
                 staging.prepare_apply(conn, account)
                 for kind in KINDS:
                     conflicts = self._needs_conflict_check(ctx, conn, kind, report)
+                    if conflicts and params.on_conflict == "newer":
+                        # The undo's before-images of exactly the rows `newer` replaces.
+                        record_replaced(
+                            conn,
+                            job_id=ctx.job.id,
+                            account_id=account,
+                            kind=kind,
+                            staging=staging.table(kind).as_string(conn),
+                            newer_only=True,
+                        )
                     for file_no, rows in staging.file_numbers(conn, kind):
                         inserted, updated = staging.apply_file(
                             conn,
@@ -316,22 +325,15 @@ class ImportArchive:
                     "invalid_skipped": sum(c.get("invalid", 0) for c in report.counts.values()),
                     "warnings": report.warnings.total,
                     # The apply's transaction: every row it wrote carries it as written_xid
-                    # until something writes the row again (change tracking; what an undo
-                    # needs to tell the import's rows from later changes).
-                    "apply_xid": written_by(conn),
+                    # until something writes the row again, every row it created as
+                    # created_xid (what an undo needs to tell the import's rows from later
+                    # changes, shared/undo).
+                    **apply_marks(conn),
                 }
                 checkpoint = {**ctx.checkpoint, "stage": "applied", "result": result}
-                if not JobStore.checkpoint_within(conn, ctx.job.id, ctx.attempt, checkpoint):
-                    conn.rollback()
-                    if ctx.cancel_requested or self._cancelling(ctx):
-                        raise JobCancelled(ctx.job.id)
-                    raise LeaseLost(f"attempt {ctx.attempt} of job {ctx.job.id} lost its lease")
-                conn.commit()
+                ctx.commit_applied(conn, checkpoint)
             finally:
                 unregister()
-        # From here the import is in the account's data: a late cancel cannot undo it.
-        ctx.committed = True
-        ctx.checkpoint = checkpoint
         log.info("job %s: applied %s (replaced %s)", ctx.job.id, written, replaced)
 
     @staticmethod
@@ -356,10 +358,6 @@ class ImportArchive:
         return anything_written_after(
             conn, kind=kind, account_id=ctx.job.account_id, snapshot=snapshot
         )
-
-    @staticmethod
-    def _cancelling(ctx: JobContext) -> bool:
-        return ctx.store.get(ctx.job.id).status == "cancelling"
 
     def _finalize(self, ctx: JobContext, staging: Staging) -> Succeeded:
         ctx.committed = True

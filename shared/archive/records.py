@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.archive import app_rules
+from shared import app_rules
 from shared.fields import (
     ITEM_BASE_FIELDS,
     ITEM_COLUMNS,

@@ -5,29 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-LISTED = 100
+from shared.findings import LISTED, Findings
 
-
-@dataclass(slots=True)
-class Findings:
-    """Problems of one severity: the first LISTED in order, and how many there were."""
-
-    listed: list[dict[str, Any]] = field(default_factory=list)
-    total: int = 0
-
-    def add(self, file: str, index: int | None, field_name: str, reason: str) -> None:
-        """Count one problem; keep it if fewer than LISTED are kept."""
-        self.total += 1
-        if len(self.listed) < LISTED:
-            self.listed.append(
-                {"file": file, "index": index, "field": field_name, "reason": reason}
-            )
-
-    def extend(self, rows: list[dict[str, Any]], total: int) -> None:
-        """Count `total` problems of which `rows` are examples."""
-        self.total += total
-        room = LISTED - len(self.listed)
-        self.listed.extend(rows[: max(0, room)])
+__all__ = ["LISTED", "Findings", "Report"]
 
 
 @dataclass(slots=True)

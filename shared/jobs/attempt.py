@@ -296,3 +296,16 @@ class JobContext:
     def save_checkpoint(self) -> None:
         """Persist `self.checkpoint` (fenced by attempt) so a later attempt can resume."""
         self.store.save_checkpoint(self.job.id, self.attempt, self.checkpoint)
+
+    def commit_applied(self, conn: psycopg.Connection, checkpoint: dict[str, Any]) -> None:
+        """Commit an import's apply together with its `applied` checkpoint, or roll both
+        back when this attempt no longer runs the job (JobCancelled when a cancel took it,
+        LeaseLost otherwise). From the commit on, a late cancel cannot undo the import."""
+        if not self.store.checkpoint_within(conn, self.job.id, self.attempt, checkpoint):
+            conn.rollback()
+            if self.cancel_requested or self.store.get(self.job.id).status == "cancelling":
+                raise JobCancelled(self.job.id)
+            raise LeaseLost(f"attempt {self.attempt} of job {self.job.id} lost its lease")
+        conn.commit()
+        self.committed = True
+        self.checkpoint = checkpoint

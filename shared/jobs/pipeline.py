@@ -30,6 +30,34 @@ class AwaitConfirmation:
 Outcome = Succeeded | AwaitConfirmation
 
 
+def hold_for_confirmation(
+    ctx: JobContext,
+    preview: dict[str, Any],
+    *,
+    errors: int,
+    confirm: bool,
+    skip_invalid: bool,
+    refused: str,
+) -> AwaitConfirmation | None:
+    """An import's decision once its report is ready: wait for the user, fail, or go on.
+
+    With errors (and no `skip_invalid`) it waits, or with `confirm` fails with
+    `validation_failed` (`refused` says why) keeping the report as the preview. Without
+    `confirm` it waits. Otherwise it goes on (None), the report staying on the job.
+    """
+    from shared.errors import ValidationFailed
+
+    if errors and not skip_invalid:
+        if confirm:
+            ctx.store.save_preview(ctx.job.id, ctx.attempt, preview)
+            raise ValidationFailed(refused, details={"error_count": errors})
+        return AwaitConfirmation(preview)
+    if not confirm:
+        return AwaitConfirmation(preview)
+    ctx.store.save_preview(ctx.job.id, ctx.attempt, preview)
+    return None
+
+
 class Pipeline(Protocol):
     """The work of one job type, run inside an attempt."""
 

@@ -18,6 +18,7 @@ from shared.jobs.job import (
     filter_sql,
     row_job,
     status_list,
+    to_json,
     write_event,
 )
 from shared.jobs.reads import JobReads
@@ -142,12 +143,18 @@ class JobRequests(JobReads):
         return jobs
 
     def confirm(
-        self, job_id: str, *, account_id: str | None = None, skip_invalid: bool = False
+        self,
+        job_id: str,
+        *,
+        account_id: str | None = None,
+        skip_invalid: bool = False,
+        choices: Mapping[str, Any] | None = None,
     ) -> Job:
         """An awaiting import goes on: back to `queued` for the apply phases.
 
         Refused (Conflict) while its report lists errors, unless invalid records are to be
-        skipped (set on the job already, or now).
+        skipped (set on the job already, or now). `choices` go into the job's params (a
+        rollback's `modified`).
         """
         scope = " AND account_id = :account_id" if account_id else ""
         with self.engine.begin() as conn:
@@ -156,12 +163,19 @@ class JobRequests(JobReads):
                     "UPDATE jobs SET status = 'queued', queued_at = now(), updated_at = now(),"
                     " params = params || jsonb_build_object('confirm', true, 'skip_invalid',"
                     " coalesce((params->>'skip_invalid')::boolean, false) OR :skip)"
+                    " || CAST(:choices AS jsonb)"
                     f" WHERE id = :id AND status = 'awaiting_confirmation'{scope}"
-                    " AND (coalesce((preview->>'error_count')::int, 0) = 0"
+                    " AND (coalesce((preview->>'error_count')::int,"
+                    " (preview->>'error_total')::int, 0) = 0"
                     " OR coalesce((params->>'skip_invalid')::boolean, false) OR :skip)"
                     f" RETURNING {COLUMNS}"
                 ),
-                {"id": job_id, "account_id": account_id, "skip": skip_invalid},
+                {
+                    "id": job_id,
+                    "account_id": account_id,
+                    "skip": skip_invalid,
+                    "choices": to_json(dict(choices or {})),
+                },
             ).first()
             if row is not None:
                 job = row_job(row)
@@ -169,10 +183,37 @@ class JobRequests(JobReads):
                 return job
         current = self.get(job_id, account_id=account_id)
         if current.status == Status.AWAITING_CONFIRMATION:
-            errors = (current.preview or {}).get("error_count", 0)
+            shown = current.preview or {}
+            errors = shown.get("error_count", shown.get("error_total", 0))
             raise Conflict(
                 f"the report lists {errors} problem(s); confirm with skip_invalid=true to"
                 " import only the valid records",
                 details={"error_count": errors},
             )
         raise Conflict(f"job is {current.status}; only an awaiting import can be confirmed")
+
+    def remap(
+        self, job_id: str, *, account_id: str | None = None, mapping: Mapping[str, Any]
+    ) -> Job:
+        """A table import awaiting confirmation goes back to `queued` with a new mapping,
+        to read its stored file again (its staging and preview are replaced)."""
+        scope = " AND account_id = :account_id" if account_id else ""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                text(
+                    "UPDATE jobs SET status = 'queued', queued_at = now(), updated_at = now(),"
+                    " params = params || jsonb_build_object('mapping', CAST(:m AS jsonb)),"
+                    " checkpoint = NULL"
+                    " WHERE id = :id AND status = 'awaiting_confirmation'"
+                    f" AND type = 'import.table'{scope} RETURNING {COLUMNS}"
+                ),
+                {"id": job_id, "account_id": account_id, "m": to_json(dict(mapping))},
+            ).first()
+            if row is not None:
+                job = row_job(row)
+                write_event(conn, job.id, job.attempt, "remapped", {"mapping": dict(mapping)})
+                return job
+        current = self.get(job_id, account_id=account_id)
+        if current.type != "import.table":
+            raise Conflict("only a table import can be remapped")
+        raise Conflict(f"job is {current.status}; only an awaiting table import can be remapped")

@@ -79,7 +79,20 @@ PHASES: dict[JobType, tuple[tuple[str, bool], ...]] = {
         ("rows", True),
         ("finalize", False),
     ),
+    JobType.IMPORT_TABLE: (
+        ("read", True),
+        ("validate", True),
+        ("apply", True),
+        ("finalize", False),
+    ),
+    JobType.IMPORT_ROLLBACK: (
+        ("check", False),
+        ("restore", True),
+        ("finalize", False),
+    ),
 }
+# The jobs that make an import batch (SPEC 13: the import history, undo).
+IMPORT_TYPES = frozenset({JobType.IMPORT_ARCHIVE, JobType.IMPORT_TABLE})
 
 
 def can_transition(current: Status, target: Status) -> bool:

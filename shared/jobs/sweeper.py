@@ -25,6 +25,7 @@ from shared.store.changes import prune_deletions
 from shared.store.db import SHORT, end_attempt_sessions, raw_connection
 from shared.store.staging import drop_job_tables, leftover_job_ids
 from shared.store.storage import LocalStorage
+from shared.store.undo_log import purge_expired_undo
 from shared.timefmt import format_iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class SweepReport:
     expired_downloads: list[str] = field(default_factory=list)
     expired_unconfirmed: list[str] = field(default_factory=list)
     pruned_deletions: int = 0
+    expired_undo: list[str] = field(default_factory=list)
 
     def any(self) -> bool:
         """Whether the sweep changed anything."""
@@ -88,6 +90,7 @@ class Sweeper:
         self._unconfirmed_imports(report)
         self._leftovers(report)
         self._prune_deletions(report)
+        self._expired_undo(report)
         if report.any():
             log.info("sweep: %s", report)
         return report
@@ -197,6 +200,12 @@ class Sweeper:
         """Deleted-record entries no incremental export can list any more."""
         with raw_connection(self.settings.database_url, limits=SHORT) as conn:
             report.pruned_deletions = prune_deletions(conn)
+            conn.commit()
+
+    def _expired_undo(self, report: SweepReport) -> None:
+        """Import batches past rollback_until: their undo data goes (SPEC 13)."""
+        with raw_connection(self.settings.database_url, limits=SHORT) as conn:
+            report.expired_undo = purge_expired_undo(conn, hours=self.settings.rollback_hours)
             conn.commit()
 
     def _end_sessions(self, job: Job) -> None:

@@ -90,6 +90,12 @@ def _written_xid() -> Column[str]:
     )
 
 
+def _created_xid() -> Column[str]:
+    """The transaction that inserted the row (import undo, `shared/undo/`): NULL for rows
+    older than migration 0007."""
+    return Column("created_xid", Xid8(), server_default=text("pg_current_xact_id()"))
+
+
 def _tz() -> DateTime:
     return DateTime(timezone=True)
 
@@ -221,6 +227,7 @@ places = Table(
     Column("id", UUID(as_uuid=False), primary_key=True),
     *_columns(PLACE_FIELDS),
     _written_xid(),
+    _created_xid(),
     CheckConstraint("name <> ''", name="name_not_empty"),
     *_field_checks(PLACE_FIELDS),
     CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude"),
@@ -236,6 +243,7 @@ timeline_items = Table(
     *_columns(ITEM_BASE_FIELDS),
     *_columns(VISIT_FIELDS + TRIP_FIELDS, part=True),
     _written_xid(),
+    _created_xid(),
     CheckConstraint("end_date >= start_date", name="end_after_start"),
     CheckConstraint("previous_item_id <> id", name="previous_not_self"),
     CheckConstraint("next_item_id <> id", name="next_not_self"),
@@ -282,6 +290,7 @@ samples = Table(
     *_columns(SAMPLE_FIELDS),
     *_field_checks(SAMPLE_FIELDS),
     _written_xid(),
+    _created_xid(),
     CheckConstraint("moving_state BETWEEN -1 AND 1", name="moving_state"),
     CheckConstraint("recording_state BETWEEN 0 AND 5", name="recording_state"),
     CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude"),
@@ -380,6 +389,38 @@ job_events = Table(
     Column("kind", Text, nullable=False),
     Column("detail", JSONB),
     Index("job_events_job_idx", "job_id", "id"),
+)
+
+# Before-images of the rows an import replaced (shared/undo/recorder.py), written in the
+# import's apply transaction; the sweeper purges them after the batch's rollback_until.
+# No foreign key to jobs: the per-row check would cost the import, and the purge finds
+# rows of vanished jobs too.
+import_undo_rows = Table(
+    "import_undo_rows",
+    metadata,
+    Column("job_id", UUID(as_uuid=False), primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("account_id", UUID(as_uuid=False), nullable=False),
+    Column("before", JSONB, nullable=False),
+    CheckConstraint("kind IN ('places', 'items', 'samples')", name="kind"),
+)
+
+# What happened to a succeeded import after it finished (no row: still undoable until
+# rollback_until). One row per import job: a batch is rolled back at most once.
+import_batches = Table(
+    "import_batches",
+    metadata,
+    Column(
+        "job_id",
+        UUID(as_uuid=False),
+        ForeignKey("jobs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("account_id", UUID(as_uuid=False), nullable=False),
+    Column("rolled_back_at", _tz()),
+    Column("rollback_job_id", UUID(as_uuid=False)),
+    Column("undo_purged_at", _tz()),
 )
 
 DATA_TABLES = (places, timeline_items, samples)

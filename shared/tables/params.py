@@ -164,3 +164,89 @@ def _zone(value: Any) -> str:
     if not isinstance(value, str) or value not in _known_zones():
         raise refuse("timezone", "must be an IANA time zone name, like Europe/Berlin or UTC")
     return value
+
+
+# --- imports --------------------------------------------------------------------------------
+
+MODES = ("insert", "upsert")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TableImportParams:
+    """A table import (SPEC 13 "Import"): which table, how the file maps onto it, and how
+    its rows meet the account's."""
+
+    table: str
+    mapping: dict[str, str | None] | None = None
+    mode: str = "upsert"
+    timezone: str = DEFAULT_ZONE
+    sheet: str | None = None
+    confirm: bool = False
+    skip_invalid: bool = False
+    filename: str = ""
+    bytes: int = 0
+
+    job_type = "import.table"
+
+    @property
+    def definition(self) -> Table:
+        """The table's definition."""
+        return TABLES[self.table]
+
+    def to_json(self) -> dict[str, Any]:
+        """The form stored in `jobs.params`."""
+        return {
+            "type": "table",
+            "table": self.table,
+            "mapping": self.mapping,
+            "mode": self.mode,
+            "timezone": self.timezone,
+            "sheet": self.sheet,
+            "confirm": self.confirm,
+            "skip_invalid": self.skip_invalid,
+            "filename": self.filename,
+            "bytes": self.bytes,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TableImportParams:
+        """Read back the stored form."""
+        return cls(
+            table=str(data["table"]),
+            mapping=data.get("mapping"),
+            mode=str(data.get("mode", "upsert")),
+            timezone=str(data.get("timezone") or DEFAULT_ZONE),
+            sheet=data.get("sheet"),
+            confirm=bool(data.get("confirm", False)),
+            skip_invalid=bool(data.get("skip_invalid", False)),
+            filename=str(data.get("filename", "")),
+            bytes=int(data.get("bytes", 0)),
+        )
+
+
+def parse_table_import(
+    *,
+    table: str,
+    mapping: Any = None,
+    mode: str = "upsert",
+    timezone: str | None = None,
+    sheet: str | None = None,
+    confirm: bool = False,
+    skip_invalid: bool = False,
+) -> TableImportParams:
+    """Validate a table import's fields (a 422 naming the field, or the mapped column)."""
+    from shared.tables.mapping import parse_mapping
+
+    if table not in TABLES:
+        raise refuse("table", f"must be one of {', '.join(TABLES)}")
+    if mode not in MODES:
+        raise refuse("mode", f"must be one of {', '.join(MODES)}")
+    return TableImportParams(
+        table=table,
+        mapping=None if mapping is None else parse_mapping(mapping, TABLES[table]),
+        mode=mode,
+        timezone=_zone(timezone or DEFAULT_ZONE),
+        sheet=sheet or None,
+        confirm=confirm,
+        skip_invalid=skip_invalid,
+    )

@@ -249,9 +249,12 @@ def typed_columns(table: Table, columns: Sequence[Column], zone: str) -> list[st
         elif column.kind is Kind.DATE:
             local = f"({ref} AT TIME ZONE {_literal(zone)})"
             first = _literal(EXCEL_FIRST_DATE.isoformat(sep=" "))
+            # In numeric, rounded to a double once: the serial is then the double nearest
+            # the moment, and the import gets the same microsecond back (date_part's
+            # double sums and divides with three roundings, off by a microsecond at times).
             serial = (
-                f"CASE WHEN {local} >= {first} THEN ((date_part('epoch', {local})"
-                f" + {EXCEL_EPOCH_OFFSET_SECONDS}) / {SECONDS_PER_DAY}.0)::text END"
+                f"CASE WHEN {local} >= {first} THEN (((extract(epoch FROM {local})"
+                f" + {EXCEL_EPOCH_OFFSET_SECONDS}) / {SECONDS_PER_DAY})::float8)::text END"
             )
             early = f"CASE WHEN {local} < {first} THEN {iso_date(ref, zone)} END"
             out.append(_only(column, a, serial))

@@ -185,13 +185,17 @@ def plant_bad_latitude(content: bytes) -> tuple[bytes, dict[str, Any]]:
 # --- the account's side -----------------------------------------------------------------
 
 
+_NOT_DATA = ("account_id", "written_xid", "created_xid")
+
+
 def records(settings: Settings, account_id: str) -> dict[str, dict[str, dict[str, Any]]]:
     """Every row of the account by kind and id, without the account column (nor the
-    change tracking's `written_xid`, which is not the record's data)."""
+    change tracking's `written_xid` and the undo's `created_xid`, which are not the
+    record's data)."""
     rows = load_rows(settings.database_url, account_id)
     return {
         kind: {
-            record_id: {k: v for k, v in row.items() if k not in ("account_id", "written_xid")}
+            record_id: {k: v for k, v in row.items() if k not in _NOT_DATA}
             for record_id, row in by_id.items()
         }
         for kind, by_id in rows.items()

@@ -94,8 +94,9 @@ def keep_data_rules(
 ) -> schemathesis.Case:
     """Bring schema-valid cases in line with the rules that depend on data, which no JSON
     Schema can state, so that "valid data is accepted" stays checked everywhere else:
-    `to` after `from`, an `account` filter naming an account that exists, and a `cursor`
-    that this API gave; for tables, a real zone name and real column names."""
+    `to` after `from`, an `account` filter naming an account that exists, a `cursor`
+    that this API gave, a table import's `mapping` naming columns of its table (a JSON
+    object in a form field), and, for tables, a real zone name and real column names."""
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return case
     body, query = case.body, case.query
@@ -120,6 +121,11 @@ def keep_data_rules(
             part["account"] = current.account_name
     if isinstance(query, dict):
         query.pop("cursor", None)
+    if isinstance(body, dict):
+        if "mapping" in body:
+            body["mapping"] = {} if isinstance(body["mapping"], dict) else "{}"
+        if "timezone" in body:
+            body["timezone"] = "Europe/Berlin"
     return case
 
 

@@ -18,13 +18,6 @@ from shared.settings import Settings
 from web import create_app
 from web.contract import operation
 from web.openapi import document
-from web.planned import (
-    LIST_IMPORTS,
-    REMAP_JOB,
-    ROLLBACK_IMPORT,
-    ImportTableForm,
-    RollbackConfirmRequest,
-)
 from web.schemas import ExportRequest
 
 
@@ -36,45 +29,10 @@ def _with_table_views() -> Flask:
     )
     tables = Blueprint("tables", __name__)
 
-    @tables.get("/imports")
-    @operation(**LIST_IMPORTS)
-    def list_imports(query: Any) -> Any:
-        """The account's import history, newest first."""
-
-    @tables.post("/imports/<uuid:job_id>/rollback")
-    @operation(**ROLLBACK_IMPORT)
-    def rollback_import(job_id: str) -> Any:
-        """Undo a succeeded import."""
-
-    @tables.post("/jobs/<uuid:job_id>/remap")
-    @operation(**REMAP_JOB)
-    def remap_job(job_id: str, body: Any) -> Any:
-        """Validate a table import's file again with another mapping."""
-
-    @tables.post("/table-import-form")
-    @operation(
-        "tableImportForm",
-        tags=("test",),
-        auth="user",
-        body=ImportTableForm,
-        body_kind="multipart",
-        files=("file",),
-        replies=REMAP_JOB["replies"],
-    )
-    def table_import(body: Any) -> Any:
-        """Stands for `POST /imports` with type=table."""
-
     @tables.post("/export-request")
     @operation("exportRequest", tags=("test",), auth="user", body=ExportRequest, replies={})
     def export_request(body: Any) -> Any:
         """Stands for `POST /exports` with both types."""
-
-    @tables.post("/rollback-confirm")
-    @operation(
-        "rollbackConfirm", tags=("test",), auth="user", body=RollbackConfirmRequest, replies={}
-    )
-    def rollback_confirm(body: Any) -> Any:
-        """Stands for `POST /jobs/{id}/confirm` of a rollback."""
 
     app.register_blueprint(tables, url_prefix="/api/v1", name="tables")
     return app
@@ -127,7 +85,7 @@ def test_given_the_table_shapes_when_described_then_they_hold_spec_13s_fields(
         "bom",
         "delivery",
     }
-    form = described["paths"]["/api/v1/table-import-form"]["post"]["requestBody"]
+    form = described["paths"]["/api/v1/imports"]["post"]["requestBody"]
     fields = form["content"]["multipart/form-data"]["schema"]["properties"]
     assert set(fields) >= {"type", "table", "file", "mapping", "mode", "timezone", "sheet"}
 
