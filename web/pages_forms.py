@@ -17,7 +17,7 @@ from shared.errors import FerryError, ValidationFailed
 from shared.params import COMPRESS_CHOICES, ImportArchiveParams
 from shared.service import QueuedExport
 from shared.tables.columns import TABLES
-from shared.tables.params import FORMATS
+from shared.tables.params import FORMATS, TableImportParams, parse_table_import
 from web.limits import takes_upload
 from web.page_kit import person, service
 from web.pages import blueprint
@@ -136,33 +136,55 @@ def export_submit() -> Any:
 
 
 def _import_form(error: str | None = None, status: int = 200) -> tuple[str, int]:
-    return render_template("import_new.html", error=error), status
+    html = render_template(
+        "import_new.html", error=error, tables=list(TABLES), zones=ZONES, form=request.form
+    )
+    return html, status
 
 
 @blueprint.get("/imports/new")
 def import_new() -> Any:
-    """The new import form: an archive upload."""
+    """The new import form: an archive or a table file."""
     return _import_form()
+
+
+def _import_params(form: Any) -> ImportArchiveParams | TableImportParams:
+    """The import's parameters from the form (archive or table), checked as the API does."""
+    confirm = form.get("confirm") == "true"
+    skip_invalid = form.get("skip_invalid") == "true"
+    if form.get("kind") == "table":
+        return parse_table_import(
+            table=form.get("table", ""),
+            mode=form.get("mode", "upsert"),
+            timezone=form.get("timezone", "").strip() or None,
+            sheet=form.get("sheet", "").strip() or None,
+            confirm=confirm,
+            skip_invalid=skip_invalid,
+        )
+    on_conflict = form.get("on_conflict", "skip")
+    if on_conflict not in ("skip", "newer"):
+        raise ValidationFailed(
+            "on_conflict: choose what to do with records that exist already",
+            details={"field": "on_conflict"},
+        )
+    return ImportArchiveParams(confirm=confirm, on_conflict=on_conflict, skip_invalid=skip_invalid)
 
 
 @blueprint.post("/imports/new")
 @takes_upload
 def import_submit() -> Any:
-    """Queue the import of the uploaded archive and go to its job page (the preview)."""
+    """Queue the import of the uploaded archive or table and go to its job page (the
+    preview)."""
     caller = person()
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        return _import_form("Choose the archive file to upload.", 422)
+        return _import_form("Choose the file to upload.", 422)
     received = Path(upload.stream.name)  # streamed into storage by FerryRequest
     upload.stream.close()
-    on_conflict = request.form.get("on_conflict", "skip")
-    if on_conflict not in ("skip", "newer"):
-        return _import_form("Choose what to do with records that exist already.", 422)
-    params = ImportArchiveParams(
-        confirm=request.form.get("confirm") == "true",
-        on_conflict=on_conflict,
-        skip_invalid=request.form.get("skip_invalid") == "true",
-    )
+    try:
+        params = _import_params(request.form)
+    except ValidationFailed as refused:
+        return _import_form(refused.message, 422)
     job = service().submit_import(
         caller.account_id,
         received=received,

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Response, flash, redirect, render_template, request, send_file, url_for
 
-from shared.errors import BadRequest, Conflict
+from shared.errors import BadRequest, Conflict, ValidationFailed
 from shared.jobs.states import TERMINAL, JobType, Status
 from shared.jobs.store import JobFilter
 from web.page_kit import person, safe_next, service
@@ -115,7 +115,11 @@ def findings(view: dict[str, Any], args: Mapping[str, str]) -> dict[str, Any]:
             "page": page,
             "pages": pages,
             "listed": len(listed),
-            "total": int(preview.get(f"{kind[:-1]}_count", len(listed)) or 0),
+            # An archive's report counts in `*_count`, a table's in `*_total`.
+            "total": int(
+                preview.get(f"{kind[:-1]}_count", preview.get(f"{kind[:-1]}_total", len(listed)))
+                or 0
+            ),
         }
     return out
 
@@ -133,9 +137,13 @@ def _act(job_id: str, action: str) -> Response:
             flash(f"Restarted: attempt {job.attempt} is queued.")
         elif action == "confirm":
             skip = request.form.get("skip_invalid") == "true"
-            jobs.confirm(job_id, account_id=caller.account_id, skip_invalid=skip)
-            flash("Confirmed: the import goes on.")
-    except Conflict as refused:
+            modified = request.form.get("modified") or None
+            jobs.confirm(job_id, account_id=caller.account_id, skip_invalid=skip, modified=modified)
+            flash("Confirmed: the job goes on.")
+        elif action == "remap":
+            jobs.remap(job_id, account_id=caller.account_id, mapping=_mapping(request.form))
+            flash("Checking the file again with this mapping…")
+    except (Conflict, ValidationFailed) as refused:
         flash(refused.message, "error")
     return redirect(url_for("pages.job_page", job_id=job_id), code=303)  # type: ignore[return-value]
 
@@ -156,6 +164,21 @@ def retry(job_id: str) -> Response:
 def confirm(job_id: str) -> Response:
     """Let an awaiting import go on."""
     return _act(job_id, "confirm")
+
+
+def _mapping(form: Mapping[str, str]) -> dict[str, str | None]:
+    """The mapping form: `col_N` names a file column, `to_N` its Ferry column ('' ignores)."""
+    mapping: dict[str, str | None] = {}
+    for key, name in form.items():
+        if key.startswith("col_"):
+            mapping[name] = form.get("to_" + key.removeprefix("col_")) or None
+    return mapping
+
+
+@blueprint.post("/jobs/<uuid:job_id>/remap")
+def remap(job_id: str) -> Response:
+    """Check a table import's file again with the mapping of the preview's form."""
+    return _act(job_id, "remap")
 
 
 @blueprint.get("/jobs/<uuid:job_id>/download")

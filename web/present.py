@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.jobs.states import PHASES, JobType
+from shared.tables.columns import TABLES
 
 PHASE_WORDS = {
     "prepare": "Preparing",
@@ -169,6 +170,12 @@ def error_advice(error: dict[str, Any] | None) -> str:
     if not error:
         return ""
     return ERROR_ADVICE.get(str(error.get("code")), ERROR_ADVICE["internal"])
+
+
+def table_columns(table: str | None) -> tuple[str, ...]:
+    """The Ferry columns of a table (for the mapping form); none for an unknown table."""
+    found = TABLES.get(table or "")
+    return found.names if found else ()
 
 
 def count_words(value: int | None) -> str:

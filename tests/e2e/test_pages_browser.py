@@ -164,7 +164,7 @@ def test_given_a_person_when_exporting_in_the_browser_then_progress_moves_live_a
     # What the upload bar showed, kept across the navigation that follows the upload.
     page.evaluate(
         """() => {
-          const bar = document.getElementById('upload-bar');
+          const bar = document.getElementById('upload-bar-archive');
           new MutationObserver(() => {
             const seen = JSON.parse(sessionStorage.getItem('upload') || '[]');
             seen.push(Number(bar.getAttribute('aria-valuenow')));

@@ -425,7 +425,7 @@ def test_given_no_file_when_importing_then_422_and_no_job(
     answer = client.post("/imports/new", data={"csrf_token": csrf(form.text)})
 
     assert answer.status_code == 422
-    assert "Choose the archive file" in answer.text
+    assert "Choose the file" in answer.text
     assert site.store.page(site_filter(person))[0] == []
 
 

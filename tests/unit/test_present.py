@@ -57,11 +57,13 @@ def test_given_a_job_that_has_not_succeeded_then_it_never_shows_100() -> None:
     assert present.percent({"overall": 0.42}, "running") == 42
 
 
-def test_given_a_type_without_known_phases_then_the_current_phase_alone_is_listed() -> None:
+def test_given_a_rollback_in_its_restore_phase_then_its_own_phases_are_listed() -> None:
     job = {"type": "import.rollback", "status": "running", "progress": {"phase": "restore"}}
 
-    assert [(line.name, line.state) for line in present.phase_lines(job)] == [
-        ("restore", "current")
+    assert [(line.label, line.state) for line in present.phase_lines(job)] == [
+        ("Checking", "done"),
+        ("Restoring", "current"),
+        ("Finishing", "pending"),
     ]
 
 

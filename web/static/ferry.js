@@ -72,7 +72,25 @@
     xhr.send(new FormData(form));
   }
 
+  // "Can be undone for 23 h 59 min": counted down on the page, from the server's time.
+  function words(seconds) {
+    if (seconds < 60) return Math.max(0, Math.round(seconds)) + " s";
+    var minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return minutes + " min";
+    var hours = Math.floor(minutes / 60);
+    minutes = minutes % 60;
+    return hours < 48 ? hours + " h" + (minutes ? " " + minutes + " min" : "") : Math.floor(hours / 24) + " d";
+  }
+
+  function countDown() {
+    document.querySelectorAll("[data-countdown]").forEach(function (el) {
+      var left = (Date.parse(el.getAttribute("data-countdown")) - Date.now()) / 1000;
+      el.textContent = left > 0 ? words(left) : "no time: reload the page";
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    if (document.querySelector("[data-countdown]")) window.setInterval(countDown, 1000);
     document.querySelectorAll("select[data-columns-switch]").forEach(function (select) {
       switchColumns(select);
       select.addEventListener("change", function () { switchColumns(select); });
