@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from shared.jobs.store import JobStore
 from shared.settings import Settings
@@ -70,6 +70,7 @@ def test_given_a_person_when_exporting_in_the_browser_then_progress_moves_live_a
 
     # A new archive export: the form lands on the job's page.
     page.click("text=New export")
+    page.wait_for_url("**/exports/new")
     assert page.title() == "New export · Ferry"
     assert_accessible(page)
     page.click("#archive-form button[type=submit]")
@@ -140,8 +141,8 @@ def test_given_a_person_when_exporting_in_the_browser_then_progress_moves_live_a
     second = job_id_of(page)
     assert second != first
     wait_shown(page, {"running"}, timeout=60)
-    page.click("#actions button.danger")
-    page.wait_for_url(f"**/jobs/{second}")
+    with page.expect_navigation():
+        page.click("#actions button.danger")
     assert wait_shown(page, TERMINAL, timeout=30) == "cancelled"
     assert stack.api(token).job(second)["status"] == "cancelled"
 
@@ -182,8 +183,8 @@ def test_given_a_person_when_exporting_in_the_browser_then_progress_moves_live_a
     wait_shown(page, {"awaiting_confirmation"}, timeout=90)
     page.wait_for_selector("text=Preview: nothing is imported until you confirm")
     assert_accessible(page)
-    page.click("text=Confirm the import")
-    page.wait_for_url(f"**/jobs/{imported}")
+    with page.expect_navigation():
+        page.click("text=Confirm the import")
     assert wait_shown(page, TERMINAL, timeout=90) == "succeeded"
     written = stack.api(newcomer_token).job(imported)["result"]["written"]
     assert written == {
@@ -226,6 +227,7 @@ def test_given_failed_jobs_when_an_operator_filters_by_code_and_retries_all_then
 
     sign_in_by_keyboard(page, base, ops_token)
     page.click("text=Failed jobs")
+    page.wait_for_url("**/ops/jobs")
     assert page.title() == "Failed jobs (operators) · Ferry"
     assert page.locator("tr[data-job]").count() == 3
     page.select_option("#f-code", "storage_error")
@@ -238,6 +240,7 @@ def test_given_failed_jobs_when_an_operator_filters_by_code_and_retries_all_then
     page.screenshot(path=str(DOCS / "ops-failed-jobs.png"), full_page=True)
 
     page.click("text=Retry all matching…")
+    page.wait_for_url("**/ops/jobs/retry?**")
     assert page.title() == "Retry matching jobs · Ferry"
     assert "2 job(s) match" in page.inner_text("main")
     assert_accessible(page)
@@ -255,10 +258,12 @@ def test_given_failed_jobs_when_an_operator_filters_by_code_and_retries_all_then
 
     # The job's attempt history, and the overview.
     page.click(f"tr[data-job='{broken[0]}'] a")
+    page.wait_for_url(f"**/ops/jobs/{broken[0]}")
     assert page.title() == f"Archive export {broken[0][:8]} (operators) · Ferry"
     assert "restarted" in page.inner_text("table")
     assert_accessible(page)
     page.click("nav >> text=Overview")
+    page.wait_for_url("**/ops")
     assert page.title() == "Operations overview · Ferry"
     assert "2 queued" in " ".join(page.inner_text(".figures").split())
     assert_accessible(page)
@@ -296,3 +301,95 @@ def test_given_two_accounts_in_the_browser_then_others_jobs_are_404_and_ops_page
     page.goto(f"{base}/jobs/{theirs.id}")
     assert page.title() == "Sign in · Ferry"
     assert person.id != stranger.id
+
+
+def test_given_a_table_file_when_imported_in_the_browser_then_a_column_is_fixed_in_the_mapping_and_the_import_undone(  # noqa: E501
+    stack: Stack, settings: Settings, engine: Engine, page: Any, tmp_path: Path
+) -> None:
+    """Import a CSV whose date column the automatic match cannot name, fix it in the
+    mapping form, confirm; then undo it from the history, keeping a row changed since."""
+    person, token = new_account(engine, "tabular")
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    csv = tmp_path / "places.csv"
+    csv.write_text(
+        "id,Title,lat,longitude,last_saved\r\n"
+        + "".join(
+            f"{place_id},Place {n},{50 + n},{8 + n},2024-01-0{n + 1}T10:00:00Z\r\n"
+            for n, place_id in enumerate(ids)
+        )
+    )
+    stack.start_web()
+    stack.start_worker()
+    base = stack.base_url
+
+    sign_in_by_keyboard(page, base, token)
+    page.goto(base + "/imports/new")
+    page.set_input_files("#t-file", str(csv))
+    page.select_option("#t-table", "places")
+    page.click("#table-import-form button[type=submit]")
+    page.wait_for_url("**/jobs/*", timeout=60_000)
+    job_id = job_id_of(page)
+    assert page.title() == f"Table import {job_id[:8]} · Ferry"
+    wait_shown(page, {"awaiting_confirmation"}, timeout=60)
+    page.wait_for_selector("#mapping-form")
+    assert_accessible(page)
+    # `Title` and `lat` match no column: the rows lack a name and a latitude.
+    assert int(page.inner_text("[data-count=invalid] .n")) == 3
+    assert page.input_value("select[data-file-column='Title']") == ""
+
+    page.select_option("select[data-file-column='Title']", "name")
+    page.select_option("select[data-file-column='lat']", "latitude")
+    with page.expect_navigation():
+        page.click("#remap-button")
+    wait_shown(page, {"awaiting_confirmation"}, timeout=60)
+    wait_for(
+        lambda: (
+            page.query_selector("[data-count=valid] .n")
+            and page.inner_text("[data-count=valid] .n") == "3"
+        ),
+        timeout=60,
+        what="the new preview with three valid rows",
+    )
+    assert page.input_value("select[data-file-column='Title']") == "name"
+    assert int(page.inner_text("[data-count=would_create] .n")) == 3
+    with page.expect_navigation():
+        page.click("#confirm-button")
+    assert wait_shown(page, TERMINAL, timeout=60) == "succeeded"
+    with engine.connect() as conn:
+        names = conn.execute(
+            text("SELECT name FROM places WHERE account_id = :a ORDER BY name"), {"a": person.id}
+        ).scalars()
+        assert list(names) == ["Place 0", "Place 1", "Place 2"]
+        # A row changed after the import, which the undo must ask about.
+        conn.execute(
+            text("UPDATE places SET name = 'Renamed by hand' WHERE account_id = :a AND id = :i"),
+            {"a": person.id, "i": ids[0]},
+        )
+        conn.commit()
+
+    # The history: the import with its counts and the time left to undo it.
+    page.click("nav >> text=Imports")
+    page.wait_for_url("**/imports")
+    assert page.title() == "Your imports · Ferry"
+    row = page.locator(f"tr[data-import='{job_id}']")
+    assert "created 3" in row.inner_text()
+    assert "Can be undone for" in row.inner_text()
+    assert_accessible(page)
+    row.locator("button").click()
+    page.wait_for_url("**/jobs/*")
+    rollback = job_id_of(page)
+    assert page.title() == f"Import undo {rollback[:8]} · Ferry"
+    wait_shown(page, {"awaiting_confirmation"}, timeout=60)
+    page.wait_for_selector("text=1 row(s) changed since the import")
+    assert_accessible(page)
+    page.check("#modified-keep")
+    with page.expect_navigation():
+        page.click("#confirm-button")
+    assert wait_shown(page, TERMINAL, timeout=60) == "succeeded"
+    with engine.connect() as conn:
+        left = conn.execute(
+            text("SELECT name FROM places WHERE account_id = :a"), {"a": person.id}
+        ).scalars()
+        assert list(left) == ["Renamed by hand"]  # kept, as chosen; the rest undone
+    page.goto(base + "/imports")
+    assert "Undone" in page.locator(f"tr[data-import='{job_id}']").inner_text()
