@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from shared.jobs.live import MemoryLiveStore
 from shared.jobs.publisher import RecordingPublisher
@@ -539,3 +539,119 @@ def test_given_the_database_is_unreachable_when_a_signed_in_page_is_opened_then_
     assert answer.status_code == 503
     assert int(answer.headers["Retry-After"]) > 0
     assert title(answer.text) == "Try again shortly · Ferry"
+
+
+# --- table imports and the import history -------------------------------------------------
+
+
+def _run(settings: Settings, engine: Engine, job_id: str) -> None:
+    """Run the job's next delivery in this process, with the real pipelines."""
+    from shared.jobs.runner import JobRunner
+    from shared.pipelines import PIPELINES
+    from shared.store.storage import LocalStorage
+    from tests.polling import wait_for
+
+    runner = JobRunner(
+        settings=settings,
+        engine=engine,
+        live=MemoryLiveStore(),
+        storage=LocalStorage(settings.storage_root),
+        publisher=RecordingPublisher(),
+        pipelines=PIPELINES,
+        name="test-worker",
+    )
+    wait_for(lambda: runner.run(job_id), timeout=60, what=f"job {job_id} to run")
+
+
+PLACES_CSV = (
+    "id,Title,latitude,longitude,last_saved\r\n"
+    f"{uuid.uuid4()},Home,52.5,13.4,2024-01-01T10:00:00Z\r\n"
+    f"{uuid.uuid4()},Work,52.6,13.5,2024-01-02T10:00:00Z\r\n"
+).encode()
+
+
+def _upload_table(client: FlaskClient, data: bytes, table: str = "places") -> str:
+    import io
+
+    form = client.get("/imports/new")
+    answer = client.post(
+        "/imports/new",
+        data={
+            "csrf_token": csrf(form.text),
+            "kind": "table",
+            "table": table,
+            "file": (io.BytesIO(data), "places.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert answer.status_code == 303, answer.text
+    return str(answer.headers["Location"].rsplit("/", 1)[1])
+
+
+def test_given_a_table_preview_when_the_mapping_form_is_sent_then_the_file_is_read_again(
+    site: Site, settings: Settings, engine: Engine, account: tuple[Account, str]
+) -> None:
+    person, token = account
+    client = site.signed_in(token)
+    job_id = _upload_table(client, PLACES_CSV)
+    assert site.store.get(job_id).type == "import.table"
+    _run(settings, engine, job_id)
+
+    page = client.get(f"/jobs/{job_id}")
+    assert 'id="mapping-form"' in page.text
+    assert re.search(r'data-file-column="Title">\s*<option value="" selected>', page.text)
+    fields = {"csrf_token": csrf(page.text)}
+    for n, column in enumerate(["id", "Title", "latitude", "longitude", "last_saved"], 1):
+        fields[f"col_{n}"] = column
+        fields[f"to_{n}"] = {"Title": "name"}.get(column, column)
+    twice = {**fields, "to_2": "latitude"}  # two file columns to one Ferry column
+
+    refused = client.post(f"/jobs/{job_id}/remap", data=twice, follow_redirects=True)
+    assert "latitude" in refused.text and 'class="note error"' in refused.text
+    assert site.store.get(job_id).status == "awaiting_confirmation"
+
+    accepted = client.post(f"/jobs/{job_id}/remap", data=fields)
+    assert accepted.status_code == 303
+    _run(settings, engine, job_id)
+    job = site.store.get(job_id, account_id=person.id)
+    assert job.status == "awaiting_confirmation"
+    assert job.preview is not None
+    assert job.preview["mapping"]["Title"] == "name"
+    assert job.preview["counts"]["valid"] == 2
+    again = client.get(f"/jobs/{job_id}")
+    assert re.search(
+        r'data-file-column="Title">.*?<option value="name" selected>', again.text, re.S
+    )
+
+
+def test_given_an_import_past_its_undo_time_when_undone_from_the_history_then_it_says_so(
+    site: Site, settings: Settings, engine: Engine, account: tuple[Account, str]
+) -> None:
+    person, token = account
+    client = site.signed_in(token)
+    job_id = _upload_table(client, PLACES_CSV.replace(b"Title", b"name"))
+    _run(settings, engine, job_id)
+    page = client.get(f"/jobs/{job_id}")
+    client.post(f"/jobs/{job_id}/confirm", data={"csrf_token": csrf(page.text)})
+    _run(settings, engine, job_id)
+    assert site.store.get(job_id).status == "succeeded"
+
+    history = client.get("/imports")
+    assert title(history.text) == "Your imports · Ferry"
+    assert f'data-import="{job_id}"' in history.text
+    assert "Can be undone for" in history.text and "created 2" in history.text
+
+    with engine.begin() as conn:  # the day to undo it has passed
+        conn.execute(
+            text("UPDATE jobs SET finished_at = now() - interval '2 days' WHERE id = :id"),
+            {"id": job_id},
+        )
+    late = client.post(
+        f"/imports/{job_id}/rollback",
+        data={"csrf_token": csrf(history.text)},
+        follow_redirects=True,
+    )
+
+    assert 'class="note error"' in late.text
+    assert "Too late to undo" in late.text
+    assert [j.type for j in site.store.page(site_filter(person))[0]] == ["import.table"]
