@@ -44,7 +44,13 @@ FILTER_FIELDS = ("status", "type", "account", "error_code", "window")
 def _asked() -> dict[str, str]:
     """The filters of the query string (or of a confirming form), blanks left out."""
     source = request.form if request.method == "POST" else request.args
-    return {name: source.get(name, "").strip() for name in FILTER_FIELDS if source.get(name)}
+    asked = {name: source.get(name, "").strip() for name in FILTER_FIELDS if source.get(name)}
+    for name, value in asked.items():
+        if "\x00" in value:  # PostgreSQL text cannot hold it: refused, as by the API
+            raise ValidationFailed(
+                f"{name}: must not contain the character U+0000", details={"field": name}
+            )
+    return asked
 
 
 def _where(asked: dict[str, str], *, default_status: str = "failed") -> JobFilter:
@@ -92,11 +98,12 @@ def ops_overview() -> Any:
 def ops_jobs() -> Any:
     """Jobs of every account (failed by default), filtered, newest first, a page at a time."""
     operator()
-    asked = _asked()
     jobs = service()
     try:
+        asked = _asked()
         where = _where(asked)
     except ValidationFailed as refused:
+        asked = {}
         return _ops_jobs_page(asked, [], None, {}, error=refused.message), 422
     found, next_cursor = jobs.page(
         where, limit=PAGE_SIZE, cursor=request.args.get("cursor") or None

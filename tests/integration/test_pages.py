@@ -655,3 +655,45 @@ def test_given_an_import_past_its_undo_time_when_undone_from_the_history_then_it
     assert 'class="note error"' in late.text
     assert "Too late to undo" in late.text
     assert [j.type for j in site.store.page(site_filter(person))[0]] == ["import.table"]
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/ops/jobs?account=ann%00", "account"),
+        ("/ops/jobs?error_code=a%00b", "error_code"),
+        ("/ops/jobs?status=nope", "status"),
+        ("/ops/jobs?window=1y", "window"),
+        ("/ops/jobs/retry?error_code=%00", "error_code"),
+    ],
+)
+def test_given_a_bad_filter_when_an_operator_asks_then_422_naming_it_not_500(
+    site: Site, operator: str, path: str, field: str
+) -> None:
+    client = site.signed_in(operator)
+
+    answer = client.get(path)
+
+    assert answer.status_code == 422, answer.text
+    assert f"{field}:" in answer.text
+
+
+def test_given_a_nul_in_the_export_form_when_sent_then_422_not_500(
+    site: Site, account: tuple[Account, str]
+) -> None:
+    _, token = account
+    client = site.signed_in(token)
+    form = client.get("/exports/new")
+
+    answer = client.post(
+        "/exports/new",
+        data={
+            "csrf_token": csrf(form.text),
+            "kind": "table",
+            "table": "places",
+            "format": "csv",
+            "timezone": "Europe/Berlin\x00",
+        },
+    )
+
+    assert answer.status_code == 422, answer.text
