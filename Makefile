@@ -33,6 +33,7 @@ run: db
 	echo ""; \
 	echo "Ferry is starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops it)"; \
 	echo "Demo account '$(DEMO_ACCOUNT)', token: $$token"; \
+	echo "In a browser: open http://127.0.0.1:$(PORT)/ and sign in with that token"; \
 	echo "Try: curl -H 'Authorization: Bearer $$token' -H 'Content-Type: application/json' \\"; \
 	echo "       -d '{\"type\":\"archive\"}' http://127.0.0.1:$(PORT)/api/v1/exports"; \
 	echo ""
