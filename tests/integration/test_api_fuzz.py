@@ -96,7 +96,8 @@ def keep_data_rules(
     Schema can state, so that "valid data is accepted" stays checked everywhere else:
     `to` after `from`, an `account` filter naming an account that exists, a `cursor`
     that this API gave, a table import's `mapping` naming columns of its table (a JSON
-    object in a form field), and, for tables, a real zone name and real column names."""
+    object in a form field), for tables a real zone name and real column names, and no
+    `modified` when confirming (only a rollback job takes it)."""
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return case
     body, query = case.body, case.query
@@ -126,6 +127,10 @@ def keep_data_rules(
             body["mapping"] = {} if isinstance(body["mapping"], dict) else "{}"
         if "timezone" in body:
             body["timezone"] = "Europe/Berlin"
+        if "modified" in body and case.path.endswith("/confirm"):
+            # Only a rollback job takes `modified` (which job an id names is data): a
+            # positive case confirms without it; the rollback tests send it.
+            del body["modified"]
     return case
 
 
