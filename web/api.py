@@ -347,6 +347,11 @@ def create_import(body: schemas.ImportForm) -> Response:
     report as `preview`.
     """
     params: ImportArchiveParams | TableImportParams
+    wrong = schemas.wrong_kind(body)
+    if wrong == "table" and body.table is None:
+        raise refuse("table", "is required with type table")
+    if wrong is not None:
+        raise refuse(wrong, f"does not go with type {body.type}")
     if body.type == "table":
         assert body.table is not None
         params = parse_table_import(

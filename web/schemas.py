@@ -20,9 +20,7 @@ from pydantic import (
     RootModel,
     StrictBool,
     WithJsonSchema,
-    model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from shared.jobs.states import JobType, Status
 from shared.timefmt import parse_iso
@@ -284,7 +282,8 @@ FormText = Annotated[Text | None, WithJsonSchema({"type": "string", "pattern": N
 
 class ImportForm(Request):
     """`POST /imports`: the multipart fields besides `file`, for an archive (`type`
-    archive, the default) or a table (`type` table, with `table`)."""
+    archive, the default) or a table (`type` table, with `table`); a field of the other
+    kind is a 422 naming it (`wrong_kind`)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -319,18 +318,15 @@ class ImportForm(Request):
     timezone: FormText = Field(None, description="table: the zone of dates without an offset")
     sheet: FormText = Field(None, description="table, XLSX: the sheet (default: the first)")
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> ImportForm:
-        """A table's fields go with `type` table only, and the reverse."""
-        if self.type == "table":
-            if self.table is None:
-                raise PydanticCustomError("missing", "is required", {})
-            wrong = [n for n in ARCHIVE_ONLY if getattr(self, n) is not None]
-        else:
-            wrong = [n for n in TABLE_ONLY if getattr(self, n) is not None]
-        if wrong:
-            raise ValueError(f"{wrong[0]} does not go with type {self.type}")
-        return self
+
+def wrong_kind(form: ImportForm) -> str | None:
+    """The first field of `form` that does not go with its `type` (`table` when a table
+    import lacks it), or None."""
+    if form.type == "table":
+        if form.table is None:
+            return "table"
+        return next((n for n in ARCHIVE_ONLY if getattr(form, n) is not None), None)
+    return next((n for n in TABLE_ONLY if getattr(form, n) is not None), None)
 
 
 class RemapRequest(Request):

@@ -137,7 +137,7 @@ def test_a_table_import_over_http_previews_refuses_confirm_with_errors_and_remap
         ({"table": "bogus"}, "table"),
         ({"mode": "replace"}, "mode"),
         ({"timezone": "Mars/Olympus"}, "timezone"),
-        ({"on_conflict": "newer"}, "body"),
+        ({"on_conflict": "newer"}, "on_conflict"),
     ],
 )
 def test_given_bad_table_import_fields_when_posted_then_422_naming_the_field_and_no_job(

@@ -754,7 +754,8 @@ def test_given_an_upload_at_the_limit_when_posted_then_accepted_and_stored(
         ({"confirm": "2"}, "confirm"),
         ({"skip_invalid": "sure"}, "skip_invalid"),
         ({"mode": "fast"}, "mode"),
-        ({"type": "table"}, "type"),
+        ({"type": "table"}, "table"),
+        ({"type": "archives"}, "type"),
     ],
     ids=[
         "no-file-field",
@@ -765,7 +766,8 @@ def test_given_an_upload_at_the_limit_when_posted_then_accepted_and_stored(
         "confirm-number",
         "skip-invalid-word",
         "unknown-field",
-        "type-not-archive",
+        "table-without-table",
+        "type-unknown",
     ],
 )
 def test_given_a_bad_import_form_when_posted_then_422_naming_the_field_and_nothing_stored(
