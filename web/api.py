@@ -30,7 +30,7 @@ from shared.tables.params import TableImportParams, parse_table_import
 from shared.tables.writers import MEDIA_TYPES as TABLE_MEDIA_TYPES
 from web import schemas
 from web.auth import principal
-from web.contract import Header, Reply, operation
+from web.contract import Header, Reply, operation, refuse
 from web.errors import error_response
 from web.filters import ops_filter
 from web.logs import note_job
