@@ -6,7 +6,7 @@ PORT ?= 8000
 DEMO_ACCOUNT ?= demo
 DEMO_DAYS ?= 30
 
-.PHONY: install services db run test lint unit integration e2e install-check lock bench clean
+.PHONY: install services browser db run test lint unit integration e2e install-check lock bench clean
 
 $(BIN)/ferry: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(BIN)/ferry
 services:
 	@bash scripts/services.sh
 
+# Debian's chromium for the page tests (Playwright drives it; no browser download).
+browser:
+	@bash scripts/browser.sh
+
 db: install services
 	$(BIN)/ferry db upgrade
 
@@ -29,6 +33,7 @@ run: db
 	echo ""; \
 	echo "Ferry is starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops it)"; \
 	echo "Demo account '$(DEMO_ACCOUNT)', token: $$token"; \
+	echo "In a browser: open http://127.0.0.1:$(PORT)/ and sign in with that token"; \
 	echo "Try: curl -H 'Authorization: Bearer $$token' -H 'Content-Type: application/json' \\"; \
 	echo "       -d '{\"type\":\"archive\"}' http://127.0.0.1:$(PORT)/api/v1/exports"; \
 	echo ""
@@ -39,7 +44,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: install services lint
+test: install services browser lint
 	$(BIN)/pytest
 
 unit: install
@@ -48,7 +53,7 @@ unit: install
 integration: install services
 	$(BIN)/pytest tests/integration
 
-e2e: install services
+e2e: install services browser
 	$(BIN)/pytest tests/e2e
 
 # The wheel in fresh venvs without extras (plain, and from the lock as the image does).

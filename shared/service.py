@@ -20,7 +20,7 @@ from shared.jobs.pipeline import Pipelines, discard_job
 from shared.jobs.publisher import Publisher
 from shared.jobs.requests import UPLOAD_EXPIRED
 from shared.jobs.states import OWNED, RESTARTABLE, UPLOAD_TYPES, JobType, Status
-from shared.jobs.store import Job, JobEvent, JobFilter, JobStore
+from shared.jobs.store import Job, JobEvent, JobFilter, JobStore, Overview
 from shared.params import ImportArchiveParams, parse_export_request
 from shared.settings import Settings
 from shared.store.storage import LocalStorage, UploadTooLarge
@@ -254,6 +254,16 @@ class JobService:
     ) -> tuple[list[Job], str | None]:
         """A page of jobs, newest first."""
         return self.store.page(where, limit=limit, cursor=cursor)
+
+    def overview(self, *, running_limit: int = 20) -> Overview:
+        """The operators' overview: counts, running jobs, queue age, recent failures."""
+        return self.store.overview(running_limit=running_limit)
+
+    def count_restartable(self, where: JobFilter) -> int:
+        """How many jobs `retry_matching(where)` would restart now."""
+        return self.store.count_restartable(
+            where, upload_hours=self.settings.upload_retention_hours
+        )
 
     def history(self, job_id: str) -> list[JobEvent]:
         """The job's history, oldest first."""

@@ -6,7 +6,6 @@ OpenAPI document at /api/v1/openapi.json is built from those declarations.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,24 +21,22 @@ from flask import (
     url_for,
 )
 
-from shared.errors import NotFound
 from shared.jobs.states import Status
 from shared.jobs.store import Job, JobFilter
 from shared.params import ImportArchiveParams
 from shared.service import JobService
-from shared.store.accounts import get_account
 from shared.tables.inline import InlineExport
 from shared.tables.params import TableImportParams, parse_table_import
 from shared.tables.writers import MEDIA_TYPES as TABLE_MEDIA_TYPES
-from shared.timefmt import parse_iso
 from web import schemas
 from web.auth import principal
 from web.contract import Header, Reply, operation, refuse
 from web.errors import error_response
+from web.filters import ops_filter
 from web.logs import note_job
 from web.sse import job_events, resume_after
 from web.streams import TooManyStreams
-from web.uploads import adopted
+from web.uploads import adopted, display_name
 
 blueprint = Blueprint("api", __name__)
 
@@ -75,28 +72,15 @@ def _job_response(job: Job, status: int, *, location: bool = False) -> Response:
     return response
 
 
-def _display_name(filename: str) -> str:
-    """An upload's file name as kept on the job: shown, never used as a path, so control
-    characters (which PostgreSQL's jsonb cannot hold, for U+0000) are dropped."""
-    kept = "".join(c for c in filename if unicodedata.category(c) != "Cc")
-    return kept.strip() or "upload"
-
-
 def _filter(query: schemas.RetryFilter | schemas.OpsJobsQuery) -> JobFilter:
     """The job store's filter for an operator's query or retry body."""
-    account_id = None
-    if query.account:
-        try:
-            account_id = get_account(current_app.extensions["ferry"].engine, query.account).id
-        except NotFound:
-            raise refuse("account", "no such account") from None
-    return JobFilter(
-        account_id=account_id,
-        status=list(query.status) if query.status else None,
+    return ops_filter(
+        account=query.account,
+        status=query.status,
         type=query.type,
         error_code=query.error_code,
-        since=parse_iso(query.since) if query.since else None,
-        until=parse_iso(query.until) if query.until else None,
+        since=query.since,
+        until=query.until,
     )
 
 
@@ -391,7 +375,7 @@ def create_import(body: schemas.ImportForm) -> Response:
     job = _service().submit_import(
         principal().account_id,
         received=received,
-        filename=_display_name(upload.filename or ""),
+        filename=display_name(upload.filename or ""),
         params=params,
     )
     adopted(str(received))

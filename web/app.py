@@ -65,7 +65,7 @@ def create_app(
     )
     app.extensions["ferry"] = WebResources(settings, engine, live, storage, service, streams)
 
-    from web import api, errors, health, limits, logs, routing, uploads
+    from web import api, errors, health, limits, logs, pages, routing, uploads
 
     logs.init_app(app)  # first: every later hook's answer carries the request id
     errors.init_app(app)
@@ -74,4 +74,5 @@ def create_app(
     routing.init_app(app)  # before the blueprints, whose rules use its converter
     app.register_blueprint(api.blueprint, url_prefix="/api/v1")
     app.register_blueprint(health.blueprint)
+    pages.init_app(app)
     return app

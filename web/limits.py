@@ -8,6 +8,9 @@ multipart body sent to a route that takes an upload may be large. A declared
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from flask import Flask, current_app, request
 
 from shared.errors import FerryError
@@ -22,16 +25,27 @@ class PayloadTooLarge(FerryError):
     code = "payload_too_large"
 
 
+_UPLOAD_ATTRIBUTE = "ferry_takes_upload"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def takes_upload(view: F) -> F:
+    """Mark a page's view as taking a multipart upload (the API's views say it in their
+    declaration)."""
+    setattr(view, _UPLOAD_ATTRIBUTE, True)
+    return view
+
+
 def body_limit() -> int:
     """The largest body the current request may carry."""
     from web.contract import declared
 
-    found = declared(current_app.view_functions.get(request.endpoint or ""))
-    if (
-        found is not None
-        and found.body_kind == "multipart"
-        and request.mimetype.startswith("multipart/")
-    ):
+    view = current_app.view_functions.get(request.endpoint or "")
+    found = declared(view)
+    uploads = getattr(view, _UPLOAD_ATTRIBUTE, False) or (
+        found is not None and found.body_kind == "multipart"
+    )
+    if uploads and request.mimetype.startswith("multipart/"):
         # Uploads have their own limit; the multipart framing around the file is small.
         return int(current_app.extensions["ferry"].settings.max_upload_bytes) + MAX_JSON_BYTES
     return MAX_JSON_BYTES

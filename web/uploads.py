@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import unicodedata
 from typing import IO, Any
 
 from flask import Flask, Request, current_app, g
@@ -22,6 +23,13 @@ class FerryRequest(Request):
         received = current_app.extensions["ferry"].storage.incoming_file()
         g.setdefault("received_files", []).append(received.name)
         return received
+
+
+def display_name(filename: str) -> str:
+    """An upload's file name as kept on the job: shown, never used as a path, so control
+    characters (which PostgreSQL's jsonb cannot hold, for U+0000) are dropped."""
+    kept = "".join(c for c in filename if unicodedata.category(c) != "Cc")
+    return kept.strip() or "upload"
 
 
 def adopted(path: str) -> None:

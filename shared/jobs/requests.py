@@ -26,6 +26,14 @@ from shared.jobs.states import UPLOAD_TYPES, Status
 
 UPLOAD_TYPES_SQL = status_list(UPLOAD_TYPES)
 UPLOAD_EXPIRED = "upload expired; upload the file again"
+# A job a restart may take now: failed or cancelled, and, for an import, still holding its
+# upload. The sweeper removes an upload only when its job ended more than `upload_hours`
+# ago by the database's clock; a restart is refused by the same clock, so the two can
+# never both win (a restarted job is live, and the sweeper leaves it alone).
+_RESTARTABLE_NOW = (
+    f"status IN {RESTARTABLE_SQL} AND (type NOT IN {UPLOAD_TYPES_SQL}"
+    " OR finished_at > now() - make_interval(secs => :upload_seconds))"
+)
 
 
 class JobRequests(JobReads):
@@ -101,16 +109,21 @@ class JobRequests(JobReads):
             " AND ".join(clauses) or "TRUE", params, upload_hours=upload_hours, by=by
         )
 
+    def count_restartable(self, where: JobFilter, *, upload_hours: float) -> int:
+        """How many jobs `restart_matching(where)` would restart now (the same rule)."""
+        clauses, params = filter_sql(where)
+        sql = f"SELECT count(*) FROM jobs WHERE {_RESTARTABLE_NOW} AND " + (
+            " AND ".join(clauses) or "TRUE"
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                text(sql), {**params, "upload_seconds": upload_hours * 3600}
+            ).scalar_one()
+        return int(found)
+
     def _restart(
         self, where_sql: str, params: Mapping[str, Any], *, upload_hours: float, by: str
     ) -> list[Job]:
-        # The sweeper removes an upload only when its job ended more than `upload_hours`
-        # ago by the database's clock; a restart is refused by the same clock, so the two
-        # can never both win (a restarted job is live, and the sweeper leaves it alone).
-        kept = (
-            f"(type NOT IN {UPLOAD_TYPES_SQL}"
-            " OR finished_at > now() - make_interval(secs => :upload_seconds))"
-        )
         with self.engine.begin() as conn:
             rows = conn.execute(
                 text(
@@ -119,7 +132,7 @@ class JobRequests(JobReads):
                     " result = NULL, progress = NULL, checkpoint = NULL, preview = NULL,"
                     " cancel_requested_at = NULL, finished_at = NULL, not_before = NULL,"
                     " heartbeat_at = NULL, queued_at = now(), updated_at = now()"
-                    f" WHERE status IN {RESTARTABLE_SQL} AND {kept} AND {where_sql}"
+                    f" WHERE {_RESTARTABLE_NOW} AND {where_sql}"
                     f" RETURNING {COLUMNS}"
                 ),
                 {**params, "upload_seconds": upload_hours * 3600},

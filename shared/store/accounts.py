@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -73,6 +74,16 @@ def get_account(engine: Engine, name_or_id: str) -> Account:
     if row is None:
         raise NotFound(f"no account named {name_or_id!r}")
     return Account(id=row.id, name=row.name)
+
+
+def account_names(engine: Engine, ids: Iterable[str]) -> dict[str, str]:
+    """The names of the accounts `ids` (those that exist), by id."""
+    wanted = sorted({i for i in ids if _is_uuid(i)})
+    if not wanted:
+        return {}
+    query = select(accounts.c.id, accounts.c.name).where(accounts.c.id.in_(wanted))
+    with engine.connect() as conn:
+        return {row.id: row.name for row in conn.execute(query)}
 
 
 def get_or_create_account(engine: Engine, name: str) -> tuple[Account, bool]:

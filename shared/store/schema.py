@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    desc,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -358,7 +359,22 @@ jobs = Table(
         name="status",
     ),
     Index("jobs_account_created_idx", "account_id", "created_at"),
-    Index("jobs_status_idx", "status"),
+    # Listings are newest first with keyset paging: each index ends in (created_at, id)
+    # descending, after the filters an operator gives (migration 0009).
+    Index("jobs_created_idx", desc("created_at"), desc("id")),
+    Index("jobs_status_created_idx", "status", desc("created_at"), desc("id")),
+    Index("jobs_status_type_created_idx", "status", "type", desc("created_at"), desc("id")),
+    Index(
+        "jobs_status_code_created_idx",
+        "status",
+        text("(error ->> 'code')"),
+        desc("created_at"),
+        desc("id"),
+    ),
+    Index(
+        "jobs_account_status_created_idx", "account_id", "status", desc("created_at"), desc("id")
+    ),
+    Index("jobs_failed_finished_idx", "finished_at", postgresql_where=text("status = 'failed'")),
 )
 
 job_events = Table(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
+from tests.e2e.browser import chromium, page  # noqa: F401  (fixtures of the page tests)
 from tests.e2e.harness import Stack
 
 pytestmark = pytest.mark.e2e

@@ -11,11 +11,13 @@ _ARGUMENT = re.compile(r"<(?:[a-z]+:)?(\w+)>")
 
 
 def every_route(app: Flask, *, job_id: str | None = None) -> list[tuple[str, str]]:
-    """(method, URL) of each rule of `app`, path ids filled with `job_id` (or a new UUID)."""
+    """(method, URL) of each API rule of `app`, path ids filled with `job_id` (or a new
+    UUID). The HTML pages answer as pages (sign-in first, CSRF): tests/integration/
+    test_pages.py covers them."""
     filled = job_id or str(uuid.uuid4())
     found = []
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.endpoint.startswith("pages."):
             continue
         url = _ARGUMENT.sub(filled, rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
