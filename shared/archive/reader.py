@@ -254,16 +254,19 @@ def record_blocks(
     except _DAMAGED as exc:
         raise BadArchive(f"{data.relative}: damaged ({exc})") from None
     batch: list[Any] = []
-    for index, value in records(data, max_ratio=max_ratio):
-        if index < done:
-            continue
-        batch.append(value)
-        if len(batch) == VALUES_PER_BATCH:
+    try:
+        for index, value in records(data, max_ratio=max_ratio):
+            if index < done:
+                continue
+            batch.append(value)
+            if len(batch) == VALUES_PER_BATCH:
+                yield done, None, batch
+                done += len(batch)
+                batch = []
+    finally:
+        # The records read before a BadArchive too, as `records` yields them.
+        if batch:
             yield done, None, batch
-            done += len(batch)
-            batch = []
-    if batch:
-        yield done, None, batch
 
 
 def _blocks(stream: io.BufferedReader) -> Iterator[bytes | None]:
@@ -280,12 +283,14 @@ def _blocks(stream: io.BufferedReader) -> Iterator[bytes | None]:
         yield None
         return
     carry = b""
+    cut_before = False  # a comma was cut off: another element must follow
     while True:
         chunk = stream.read(BLOCK)
         if not chunk:
             # The rest of the array with its closing bracket (and nothing after it, or
             # the array is not valid).
-            yield b"[" + carry if carry.strip() else None
+            rest = carry.lstrip()
+            yield b"[" + carry if rest and not (cut_before and rest[:1] == b"]") else None
             return
         carry += chunk
         cut = carry.rfind(b",\n")
@@ -294,8 +299,12 @@ def _blocks(stream: io.BufferedReader) -> Iterator[bytes | None]:
                 yield None
                 return
             continue
+        if not carry[:cut].strip():
+            yield None  # a comma with no element before it
+            return
         yield b"[" + carry[:cut] + b"]"
         carry = carry[cut + 2 :]
+        cut_before = True
 
 
 _FALLBACK = object()
