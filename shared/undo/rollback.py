@@ -128,7 +128,7 @@ class RollbackImport:
         # Deletions first, from the rows that point (samples) to those pointed at (places);
         # restores the other way round, so every reference finds its row.
         for kind in reversed(KINDS):
-            deleted[kind] = delete_created(conn, marks, kind)
+            deleted[kind] = delete_created(conn, marks, kind, revert=choice == "revert")
             ctx.advance(counts["delete"][kind])
         for kind in KINDS:
             restored[kind] = restore_replaced(conn, marks, kind)
