@@ -39,6 +39,7 @@ from shared.archive.reader import (
 )
 from shared.archive.records import (
     Decoded,
+    FastBlock,
     FastRows,
     fast_sample_rows,
     item_row,
@@ -244,17 +245,25 @@ class ImportArchive:
                 if data.kind != kind:
                     continue
 
-                def typed(block: bytes, start: int, file_no: int = file_no) -> list[Any] | None:
+                def typed(block: bytes, start: int, file_no: int = file_no) -> FastBlock | None:
                     return fast(block, file_no, start) if fast is not None else None
 
                 seen = invalid = 0
-                for start, rows, values in record_blocks(data, max_ratio=max_ratio, typed=typed):
-                    if rows is not None:
-                        # Every record of the block passed: nothing to report.
-                        for row in rows:
+                for start, block, values in record_blocks(data, max_ratio=max_ratio, typed=typed):
+                    if block is not None:
+                        # Every record of the block passed: nothing to report but the
+                        # keys Ferry has no column for, counted and named as below.
+                        for row in block.rows:
                             write(row)
-                        seen += len(rows)
-                        ctx.advance(len(rows))
+                        if unknown := block.unknown:
+                            unknown_total += unknown
+                            for keys in block.unknown_keys():
+                                if named >= NAMED_UNKNOWN:
+                                    break
+                                named += 1
+                                names.update(keys)
+                        seen += len(block)
+                        ctx.advance(len(block))
                         continue
                     assert values is not None
                     for index, value in enumerate(values, start):

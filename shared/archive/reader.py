@@ -13,10 +13,10 @@ import hashlib
 import io
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import ijson
 import orjson
@@ -206,6 +206,7 @@ def records(data: DataFile, *, max_ratio: float) -> Iterator[tuple[int, Any]]:
         raise BadArchive(f"{data.relative}: damaged ({exc})") from None
 
 
+T = TypeVar("T", bound=Sized)
 # Bytes read at a time by `record_blocks`: ~2,000 samples.
 BLOCK = 1024 * 1024
 # Records per batch when `record_blocks` hands over to `records`.
@@ -216,8 +217,8 @@ def record_blocks(
     data: DataFile,
     *,
     max_ratio: float,
-    typed: Callable[[bytes, int], list[Any] | None],
-) -> Iterator[tuple[int, list[Any] | None, list[Any] | None]]:
+    typed: Callable[[bytes, int], T | None],
+) -> Iterator[tuple[int, T | None, list[Any] | None]]:
     """The file's records in blocks: (index of the first, typed rows, JSON values).
 
     A line-per-object file is cut at line ends into blocks of about `BLOCK` bytes, each

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
@@ -371,7 +372,40 @@ def errors_of(problems: list[Problem] | None) -> list[Problem]:
 # `sample_row`, which writes the report. On 1 M samples this is ~1.5 µs a record against
 # ~5.5 µs for orjson plus the compiled decoder (docs/performance.md, "Import").
 
-FastRows = Callable[[bytes, int, int], list[tuple[Any, ...]] | None]
+# Keys LocoKit2 writes on every sample that Ferry has no column for (its R-tree row and a
+# derived flag): a block may hold them, and they are counted and named as unknown keys.
+SAMPLE_EXTRA_KEYS = ("rtreeId", "hasLocation")
+
+
+@dataclass(frozen=True, slots=True)
+class FastBlock:
+    """The staging rows of a block, and the extra keys its records held (in key order)."""
+
+    rows: list[tuple[Any, ...]]
+    extra_keys: tuple[str, ...]
+    extra_columns: list[tuple[Any, ...]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def unknown(self) -> int:
+        """Keys of the block's records that Ferry has no column for."""
+        return sum(len(c) - c.count(msgspec.UNSET) for c in self.extra_columns)
+
+    def unknown_keys(self) -> Iterator[list[str]]:
+        """Per record that holds any, the keys Ferry has no column for, in order."""
+        if not self.unknown:
+            return
+        for values in zip(*self.extra_columns, strict=True):
+            found = [
+                k for k, v in zip(self.extra_keys, values, strict=True) if v is not msgspec.UNSET
+            ]
+            if found:
+                yield found
+
+
+FastRows = Callable[[bytes, int, int], FastBlock | None]
 
 _UUID_LINES = re.compile(
     r"(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\n)*"
@@ -401,13 +435,16 @@ class _FastRows:
     """Typed decoding of a block of records; the checks run column by column in C
     (joins, one regex, min/max, set inclusion), not record by record."""
 
-    def __init__(self, fields: tuple[Field, ...], name: str) -> None:
+    def __init__(self, fields: tuple[Field, ...], name: str, extra: tuple[str, ...]) -> None:
         spec: list[Any] = []
         for f in fields:
             kind = _TYPES[f.kind]
             # A field with a default must be present and not null (a missing one is a
             # warning), an optional one may be either.
             spec.append((f.key, kind) if f.always else (f.key, kind | None, None))
+        # Extra keys: any JSON value, UNSET when the record lacks the key.
+        spec += [(key, Any, msgspec.UNSET) for key in extra]
+        self.extra = extra
         struct = msgspec.defstruct(name, spec, kw_only=True, forbid_unknown_fields=True)
         self.decode = msgspec.json.Decoder(list[struct]).decode  # type: ignore[valid-type]
         self.fields = fields
@@ -425,14 +462,16 @@ class _FastRows:
                 high = f.maximum if f.maximum is not None else math.inf
                 self.ranges.append((i, f.always, low, high, None))
 
-    def __call__(self, block: bytes, file_no: int, start: int) -> list[tuple[Any, ...]] | None:
+    def __call__(self, block: bytes, file_no: int, start: int) -> FastBlock | None:
         try:
             records = self.decode(block)
         except msgspec.DecodeError:  # ValidationError is one
             return None
         if not records:
-            return []
+            return FastBlock([], self.extra, [])
         columns: list[Any] = list(zip(*map(_astuple, records), strict=True))
+        extra_columns = columns[len(self.fields) :]
+        del columns[len(self.fields) :]
         uuids: list[str] = []
         for i, always in self.uuids:
             uuids += _present(columns[i], always)
@@ -463,13 +502,17 @@ class _FastRows:
                 columns[i] = list(map(_archive_date, column))
             except (ValueError, TypeError, OverflowError):
                 return None
-        return list(zip(repeat(file_no), range(start, start + len(records)), *columns))
+        rows = list(zip(repeat(file_no), range(start, start + len(records)), *columns))
+        return FastBlock(rows, self.extra, extra_columns)
 
 
-def compile_fast_rows(fields: tuple[Field, ...], name: str) -> FastRows:
-    """A function: (JSON array of records, file_no, index of the first) -> staging rows
-    `(file_no, idx, *values)`, or None when any record needs the per-record decoder."""
-    return _FastRows(fields, name)
+def compile_fast_rows(
+    fields: tuple[Field, ...], name: str, *, extra: tuple[str, ...] = ()
+) -> FastRows:
+    """A function: (JSON array of records, file_no, index of the first) -> the staging
+    rows `(file_no, idx, *values)` and the `extra` keys the records held, or None when any
+    record needs the per-record decoder."""
+    return _FastRows(fields, name, extra)
 
 
-fast_sample_rows = compile_fast_rows(SAMPLE_FIELDS, "FastSample")
+fast_sample_rows = compile_fast_rows(SAMPLE_FIELDS, "FastSample", extra=SAMPLE_EXTRA_KEYS)

@@ -1072,10 +1072,11 @@ def test_given_valid_samples_when_decoded_as_a_block_then_the_rows_of_the_record
         encode_sample(sample_row(id=OTHER_ID, heart_rate=None)),
     ]
 
-    rows = fast_sample_rows(_block(*records), 4, 1_000)
+    block = fast_sample_rows(_block(*records), 4, 1_000)
 
+    assert block is not None and block.unknown == 0
+    rows = block.rows
     assert _same_ids(rows) == _same_ids(_slow_rows(records, 4, 1_000))
-    assert rows is not None
     assert [type(v) for v in rows[0]] == [type(v) for v in _slow_rows(records, 4, 1_000)[0]]
 
 
@@ -1141,4 +1142,33 @@ def test_given_a_block_that_is_not_an_array_of_sample_objects_then_none(block: b
 
 
 def test_given_an_empty_block_when_decoded_then_no_rows() -> None:
-    assert fast_sample_rows(b"[]", 0, 0) == []
+    block = fast_sample_rows(b"[]", 0, 0)
+    assert block is not None and block.rows == [] and block.unknown == 0
+
+
+def test_given_locokits_extra_sample_keys_when_in_a_block_then_counted_as_the_decoder_does() -> (
+    None
+):
+    """Given samples carrying LocoKit2's rtreeId and hasLocation (some, all or none of
+    them, null too), When decoded in a block, Then the rows of the record decoder, and the
+    same unknown keys: counted per record, named in order."""
+    plain = encode_sample(sample_row())
+    records = [
+        {**plain, "rtreeId": 7, "hasLocation": True},
+        plain,
+        {**plain, "hasLocation": None},
+        {**plain, "rtreeId": {"nested": [1, 2]}},
+    ]
+
+    block = fast_sample_rows(_block(*records), 0, 0)
+
+    assert block is not None
+    expected = [decode_sample_row(r, SAVED) for r in records]
+    assert _same_ids(block.rows) == _same_ids(
+        [(0, i, *row) for i, (row, _, _) in enumerate(expected)]
+    )
+    assert all(problems is None for _, problems, _ in expected)
+    assert block.unknown == sum(unknown for _, _, unknown in expected) == 4
+    assert list(block.unknown_keys()) == [
+        keys for r in records if (keys := unknown_keys("samples", r))
+    ]
