@@ -643,3 +643,19 @@ def test_given_an_array_element_cut_by_a_block_when_read_then_records_decides(
     data = write(tmp_path, "places/2.json", content)
 
     assert _blocks_of(data, _typed(False)) == read(data) == list(enumerate(values))
+
+
+@pytest.mark.parametrize("pretty", [False, True], ids=["one-object-line", "whole-file-one-line"])
+def test_given_a_line_longer_than_four_megabytes_when_read_in_blocks_then_every_record(
+    tmp_path: Path, pretty: bool
+) -> None:
+    """Given a 5 MB line (one object, or the whole array), When read in blocks, Then every
+    record whole, as `records` yields them (no block grows past the line limit)."""
+    big = {"id": PLACE_ID.format(1), "name": "x" * (5 * 1024 * 1024)}
+    values = [RECORDS[0], big, RECORDS[2]]
+    content = (
+        json.dumps(values, separators=(",", ":")).encode() if pretty else line_per_object(values)
+    )
+    data = write(tmp_path, "places/1.json", content)
+
+    assert _blocks_of(data, _typed(True)) == read(data) == list(enumerate(values))
