@@ -13,10 +13,10 @@ import hashlib
 import io
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import ijson
 import orjson
@@ -204,6 +204,108 @@ def records(data: DataFile, *, max_ratio: float) -> Iterator[tuple[int, Any]]:
         raise BadArchive(f"{data.relative}: not a valid JSON array ({exc})") from None
     except _DAMAGED as exc:
         raise BadArchive(f"{data.relative}: damaged ({exc})") from None
+
+
+T = TypeVar("T", bound=Sized)
+# Bytes read at a time by `record_blocks`: ~2,000 samples.
+BLOCK = 1024 * 1024
+# Records per batch when `record_blocks` hands over to `records`.
+VALUES_PER_BATCH = 2_000
+
+
+def record_blocks(
+    data: DataFile,
+    *,
+    max_ratio: float,
+    typed: Callable[[bytes, int], T | None],
+) -> Iterator[tuple[int, T | None, list[Any] | None]]:
+    """The file's records in blocks: (index of the first, typed rows, JSON values).
+
+    A line-per-object file is cut at line ends into blocks of about `BLOCK` bytes, each
+    made a JSON array and handed to `typed(array, first index)`; its rows come back in
+    `typed rows` when every record of the block decoded there, else the block's values
+    (orjson) come back for a record-by-record decode. Where a block is not a JSON array
+    of objects (another layout, a syntax error, truncation, data after the end), the rest
+    of the file is read by `records` from that record on, so what is reported, and
+    where, is what `records` says.
+    """
+    done = 0
+    try:
+        with _open(data, max_ratio) as stream:
+            for block in _blocks(stream):
+                if block is None:
+                    break
+                rows = typed(block, done)
+                if rows is not None:
+                    yield done, rows, None
+                    done += len(rows)
+                    continue
+                try:
+                    values = orjson.loads(block)
+                except orjson.JSONDecodeError:
+                    break
+                if not all(value.__class__ is dict for value in values):
+                    break  # perhaps a block cut inside an array element: `records` decides
+                yield done, None, values
+                done += len(values)
+            else:
+                return
+    except BadArchive:
+        raise
+    except _DAMAGED as exc:
+        raise BadArchive(f"{data.relative}: damaged ({exc})") from None
+    batch: list[Any] = []
+    try:
+        for index, value in records(data, max_ratio=max_ratio):
+            if index < done:
+                continue
+            batch.append(value)
+            if len(batch) == VALUES_PER_BATCH:
+                yield done, None, batch
+                done += len(batch)
+                batch = []
+    finally:
+        # The records read before a BadArchive too, as `records` yields them.
+        if batch:
+            yield done, None, batch
+
+
+def _blocks(stream: io.BufferedReader) -> Iterator[bytes | None]:
+    """JSON arrays of whole lines of a line-per-object array; None: not that layout."""
+    while True:
+        raw = stream.readline(MAX_LINE)
+        if not raw:
+            yield None
+            return
+        first = raw.removeprefix(_BOM).strip()
+        if first:
+            break
+    if first != b"[":
+        yield None
+        return
+    carry = b""
+    cut_before = False  # a comma was cut off: another element must follow
+    while True:
+        chunk = stream.read(BLOCK)
+        if not chunk:
+            # The rest of the array with its closing bracket (and nothing after it, or
+            # the array is not valid).
+            rest = carry.lstrip()
+            yield b"[" + carry if rest and not (cut_before and rest[:1] == b"]") else None
+            return
+        carry += chunk
+        cut = carry.rfind(b",\n")
+        if cut < 0:
+            if len(carry) > MAX_LINE:
+                yield None
+                return
+            continue
+        if not carry[:cut].strip():
+            yield None  # a comma with no element before it
+            return
+        yield b"[" + carry[:cut] + b"]"
+        carry = carry[cut + 2 :]
+        cut_before = True
 
 
 _FALLBACK = object()

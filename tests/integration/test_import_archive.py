@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from shared.archive.importer import ImportArchive
+from shared.archive.records import FastBlock, fast_sample_rows
 from shared.errors import Conflict, StorageError
 from shared.jobs.attempt import JobContext
 from shared.jobs.pipeline import Outcome
@@ -1134,3 +1135,66 @@ def test_given_copies_of_records_when_imported_then_the_newest_lands_and_each_co
         "samples": 1,
     }
     assert done.result is not None and done.result["written"] == timeline.counts()
+
+
+# --- the block fast path ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["lines", "pretty"])
+def test_given_an_archive_with_problems_when_imported_in_blocks_then_report_and_rows_as_record_by_record(  # noqa: E501
+    ferry: InProcess,
+    settings: Settings,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    *,
+    layout: str,
+) -> None:
+    """Given an Arc archive with every kind of invalid record, defaults to fill and unknown
+    keys, in files of several blocks, When imported with the block decoder and again with
+    every record decoded on its own, Then the same preview (errors, warnings, counts) and,
+    with skip_invalid, the same rows."""
+    timeline = arc_timeline(seed=21)
+    archive = arc_archive(timeline, layout=layout)
+    plant_invalid_records(archive, timeline)
+    files = sorted(f for f in archive.files if f.startswith("samples/"))
+    for file in files[:2]:
+        records = archive.files[file]
+        records[len(records) // 2].pop("source", None)  # a default to fill: a warning
+        records[-1]["category"] = "walking"  # a key Ferry has no column for
+    path = archive.write(tmp_path / "blocks.zip")
+    # Small blocks: every sample file spans several, the planted records land in some.
+    monkeypatch.setattr("shared.archive.reader.BLOCK", 2048)
+    taken: list[bool] = []
+
+    def counted(block: bytes, file_no: int, start: int) -> FastBlock | None:
+        rows = fast_sample_rows(block, file_no, start)
+        taken.append(rows is not None)
+        return rows
+
+    outcomes = []
+    for fast in (True, False):
+        monkeypatch.setattr(
+            "shared.archive.importer.FAST_ROWS", {"samples": counted} if fast else {}
+        )
+        person = _other_account(engine)
+        job = ferry.import_archive(person.id, path)
+        assert job.status == "awaiting_confirmation", job.error
+        done = ferry.confirm(job.id, person.id, skip_invalid=True)
+        assert done.status == "succeeded", done.error
+        preview = dict(job.preview or {})
+        preview["archive"] = {k: v for k, v in preview["archive"].items() if k != "imported_at"}
+        rows = load_account(settings.database_url, person.id)
+        outcomes.append((preview, rows, done.result))
+    (fast_preview, fast_rows, fast_result), (slow_preview, slow_rows, slow_result) = outcomes
+
+    if layout == "lines":
+        assert True in taken and False in taken  # blocks both ways
+    else:
+        assert True not in taken  # no block of a pretty-printed file is an array
+    assert fast_preview["errors"] and fast_preview["warnings"]
+    assert fast_preview == slow_preview
+    assert fast_rows == slow_rows
+    assert {k: fast_result[k] for k in ("written", "invalid_skipped", "warnings")} == {
+        k: slow_result[k] for k in ("written", "invalid_skipped", "warnings")
+    }

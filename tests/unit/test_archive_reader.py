@@ -21,6 +21,7 @@ from shared.archive.reader import (
     DataFile,
     check_metadata,
     data_files,
+    record_blocks,
     records,
     verify_manifest,
 )
@@ -542,3 +543,119 @@ def test_given_unknown_files_when_listing_data_files_then_they_are_ignored_and_r
     ]
     assert all(f.path == root / f.relative for f in found)
     assert sorted(ignored) == sorted([*stray, "samples/old", "README.md", "photos"])
+
+
+# --- record_blocks: the import's block reader gives what records() gives ------------------
+
+
+def _flatten(blocks: Any) -> list[tuple[int, Any]]:
+    """(index, value) of every record the blocks hold, checking each block's first index."""
+    out: list[tuple[int, Any]] = []
+    for start, rows, values in blocks:
+        assert start == len(out)
+        out += list(enumerate(rows if rows is not None else values, start))
+    return out
+
+
+def _typed(accept: bool) -> Any:
+    """A typed decoder that takes every block (its values, parsed) or none."""
+
+    def typed(block: bytes, start: int) -> list[Any] | None:
+        if not accept:
+            return None
+        try:
+            values = json.loads(block)
+        except ValueError:
+            return None
+        return values if all(isinstance(v, dict) for v in values) else None
+
+    return typed
+
+
+def _blocks_of(data: DataFile, typed: Any) -> list[tuple[int, Any]]:
+    return _flatten(record_blocks(data, max_ratio=RATIO, typed=typed))
+
+
+@pytest.mark.parametrize("accept", [False, True], ids=["record-by-record", "typed"])
+@pytest.mark.parametrize("block", [1, 64, 1024 * 1024], ids=["tiny", "small", "default"])
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzipped"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_given_any_layout_when_read_in_blocks_then_the_records_of_records(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    layout: str,
+    gz: bool,
+    block: int,
+    accept: bool,
+) -> None:
+    """Given any valid layout and any block size, When read in blocks (typed or not), Then
+    exactly the (index, record) pairs `records` yields: a block cut inside a pretty-printed
+    object hands over to `records` from the first record it did not deliver."""
+    monkeypatch.setattr("shared.archive.reader.BLOCK", block)
+    suffix = ".json.gz" if gz else ".json"
+    data = write(tmp_path, f"places/0{suffix}", LAYOUTS[layout], gz=gz)
+
+    assert _blocks_of(data, _typed(accept)) == read(data) == list(enumerate(RECORDS))
+
+
+BROKEN_AT_A_CUT = {
+    **BROKEN,
+    "comma-first": b"[\n,\n" + line_per_object(RECORDS)[2:],
+    "comma-alone-on-a-line": line_per_object(RECORDS).replace(b"},\n", b"},\n,\n", 1),
+    "trailing-comma-then-blank-lines": line_per_object(RECORDS).replace(b"}\n]", b"},\n\n \n]"),
+}
+
+
+@pytest.mark.parametrize("block", [1, 64, 1024 * 1024], ids=["tiny", "small", "default"])
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzipped"])
+@pytest.mark.parametrize("case", list(BROKEN_AT_A_CUT))
+def test_given_a_broken_file_when_read_in_blocks_then_the_records_and_error_of_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, gz: bool, block: int
+) -> None:
+    """Given a broken file, When read in blocks, Then the records before the damage that
+    `records` yields, and then the same BadArchive, word for word."""
+    monkeypatch.setattr("shared.archive.reader.BLOCK", block)
+    content = BROKEN_AT_A_CUT[case]
+    data = write(tmp_path, f"items/2024-05.json{'.gz' if gz else ''}", content, gz=gz)
+    expected: list[tuple[int, Any]] = []
+    with pytest.raises(BadArchive) as plain:
+        for pair in records(data, max_ratio=RATIO):
+            expected.append(pair)
+    got: list[tuple[int, Any]] = []
+    with pytest.raises(BadArchive) as blocked:
+        for start, _, values in record_blocks(data, max_ratio=RATIO, typed=_typed(False)):
+            got += list(enumerate(values or [], start))
+
+    assert str(blocked.value) == str(plain.value)
+    assert got == expected
+
+
+def test_given_an_array_element_cut_by_a_block_when_read_then_records_decides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given elements that are arrays spread over lines (a cut inside one still parses as
+    an array), When read in blocks, Then the elements as `records` yields them, whole."""
+    monkeypatch.setattr("shared.archive.reader.BLOCK", 8)
+    values = [RECORDS[0], [1, 2, 3], RECORDS[1]]
+    content = b"[\n" + json.dumps(values[0]).encode() + b",\n[1,\n2,\n3],\n"
+    content += json.dumps(values[2]).encode() + b"\n]\n"
+    data = write(tmp_path, "places/2.json", content)
+
+    assert _blocks_of(data, _typed(False)) == read(data) == list(enumerate(values))
+
+
+@pytest.mark.parametrize("pretty", [False, True], ids=["one-object-line", "whole-file-one-line"])
+def test_given_a_line_longer_than_four_megabytes_when_read_in_blocks_then_every_record(
+    tmp_path: Path, pretty: bool
+) -> None:
+    """Given a 5 MB line (one object, or the whole array), When read in blocks, Then every
+    record whole, as `records` yields them (no block grows past the line limit)."""
+    big = {"id": PLACE_ID.format(1), "name": "x" * (5 * 1024 * 1024)}
+    values = [RECORDS[0], big, RECORDS[2]]
+    content = (
+        json.dumps(values, separators=(",", ":")).encode() if pretty else line_per_object(values)
+    )
+    data = write(tmp_path, "places/1.json", content)
+
+    assert _blocks_of(data, _typed(True)) == read(data) == list(enumerate(values))

@@ -19,6 +19,7 @@ from shared.archive.records import (
     encode_item,
     encode_place,
     encode_sample,
+    fast_sample_rows,
     unknown_keys,
 )
 from shared.archive.records import item_row as decode_item_row
@@ -1010,3 +1011,164 @@ def test_given_keys_ferry_has_no_column_for_when_decoded_then_they_are_counted()
     assert decode_item_row(encode_item(visit_row()))[2] == 0
     assert unknown_keys("items", item) == ["place", "base.futureFlag", "trip.arcOnly"]
     assert unknown_keys("places", place) == ["rtreeId", "category"]
+
+
+# --- the fast path: a block of samples decoded whole ----------------------------------------
+
+
+def _block(*records: Any) -> bytes:
+    return json.dumps(list(records)).encode()
+
+
+def _slow_rows(records: list[Any], file_no: int, start: int) -> list[tuple[Any, ...]]:
+    """What the record-by-record decoder stores for records it takes without a word."""
+    out = []
+    for index, record in enumerate(records, start):
+        row, problems, unknown = decode_sample_row(record, SAVED)
+        assert problems is None and unknown == 0
+        out.append((file_no, index, *row))
+    return out
+
+
+def _same_ids(rows: list[tuple[Any, ...]] | None) -> list[tuple[Any, ...]]:
+    """Rows with UUIDs lower-cased: staging stores a uuid, so the case is not kept."""
+    assert rows is not None
+    return [tuple(v.lower() if isinstance(v, str) and len(v) == 36 else v for v in r) for r in rows]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"date": "2024-01-02T05:04:05.5+02:00", "lastSaved": "2024-01-02T03:04:05.123456Z"},
+        {"date": 735_000_000.25, "lastSaved": 1_700_000_000},  # Apple and Unix seconds
+        {"date": "2024-01-02T03:04:05.5", "lastSaved": "2024-01-02T03:04:05.500000000Z"},
+        {"date": "2024-01-02T03:04:05.5z"},
+        {"latitude": 90, "longitude": -180, "altitude": 3},  # ints where floats go
+        {"timelineItemId": None, "heartRate": None, "secondsFromGMT": None},
+        {"id": "11111111-2222-4333-8444-55555555555A", "source": "Arc \u2014 \u6771\u4eac"},
+        {"classifiedActivityType": -1, "confirmedActivityType": 61, "movingState": 1},
+    ],
+    ids=[
+        "as-exported",
+        "offset-and-micros",
+        "numeric-dates",
+        "naive-and-nanos",
+        "lower-z",
+        "integer-floats",
+        "nulls",
+        "upper-id-and-unicode",
+        "choice-edges",
+    ],
+)
+def test_given_valid_samples_when_decoded_as_a_block_then_the_rows_of_the_record_decoder(
+    changes: dict[str, Any],
+) -> None:
+    """Given samples the record decoder takes without a problem, When a block of them is
+    decoded whole, Then the same staging rows, value for value (UUIDs aside: staging keeps
+    a uuid), with the archive positions."""
+    records = [
+        {**encode_sample(sample_row()), **changes},
+        encode_sample(sample_row(id=OTHER_ID, heart_rate=None)),
+    ]
+
+    block = fast_sample_rows(_block(*records), 4, 1_000)
+
+    assert block is not None and block.unknown == 0
+    rows = block.rows
+    assert _same_ids(rows) == _same_ids(_slow_rows(records, 4, 1_000))
+    assert [type(v) for v in rows[0]] == [type(v) for v in _slow_rows(records, 4, 1_000)[0]]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"source": None},  # a default with a warning
+        {"movingState": None},
+        {"disabled": None},
+        {"lastSaved": None},
+        {"category": "walk"},  # a key Ferry has no column for
+        {"secondsFromGMT": 3600.0},  # an integral float: taken, but by the record decoder
+        {"secondsFromGMT": 2**31},
+        {"id": "11111111-2222-4333-8444-55555555555"},
+        {"id": "11111111-2222-4333-8444-555555555555\n"},
+        {"timelineItemId": "not-a-uuid"},
+        {"source": "Loco\x00Kit"},
+        {"latitude": 90.5},
+        {"longitude": -180.01},
+        {"movingState": 2},
+        {"recordingState": -1},
+        {"classifiedActivityType": 7},
+        {"confirmedActivityType": True},
+        {"disabled": 0},
+        {"date": "yesterday"},
+        {"date": "2024-06-31T00:00:00Z"},
+        {"date": True},
+        {"heartRate": "71"},
+        {"speed": 1e400},
+    ],
+)
+def test_given_a_sample_the_record_decoder_reports_or_changes_when_in_a_block_then_none(
+    changes: dict[str, Any],
+) -> None:
+    """Given a block with one sample that the record decoder would refuse, warn about,
+    default or count an unknown key of, When decoded whole, Then None: the block goes
+    record by record, so the report is the record decoder's."""
+    good = encode_sample(sample_row())
+    odd = {key: value for key, value in {**good, **changes}.items() if value is not None}
+    if any(value is None for value in changes.values()):
+        odd = {**good, **changes}
+    block = json.dumps([good, odd, good], allow_nan=True).encode().replace(b"Infinity", b"1e400")
+
+    assert fast_sample_rows(block, 0, 0) is None
+
+
+@pytest.mark.parametrize("missing", ["source", "sourceVersion", "movingState", "lastSaved"])
+def test_given_a_sample_missing_a_key_with_a_default_when_in_a_block_then_none(
+    missing: str,
+) -> None:
+    """Given a sample without a key the Arc apps default (a warning), When decoded in a
+    block, Then None: the record decoder sets the default and writes the warning."""
+    record = encode_sample(sample_row())
+    del record[missing]
+
+    assert fast_sample_rows(_block(encode_sample(sample_row()), record), 0, 0) is None
+
+
+@pytest.mark.parametrize("block", [b"[1]", b'[{"id": 1}', b"[[]]", b"{}", b"[null]"])
+def test_given_a_block_that_is_not_an_array_of_sample_objects_then_none(block: bytes) -> None:
+    """Given a block that is not a JSON array of objects, When decoded whole, Then None."""
+    assert fast_sample_rows(block, 0, 0) is None
+
+
+def test_given_an_empty_block_when_decoded_then_no_rows() -> None:
+    block = fast_sample_rows(b"[]", 0, 0)
+    assert block is not None and block.rows == [] and block.unknown == 0
+
+
+def test_given_locokits_extra_sample_keys_when_in_a_block_then_counted_as_the_decoder_does() -> (
+    None
+):
+    """Given samples carrying LocoKit2's rtreeId and hasLocation (some, all or none of
+    them, null too), When decoded in a block, Then the rows of the record decoder, and the
+    same unknown keys: counted per record, named in order."""
+    plain = encode_sample(sample_row())
+    records = [
+        {**plain, "rtreeId": 7, "hasLocation": True},
+        plain,
+        {**plain, "hasLocation": None},
+        {**plain, "rtreeId": {"nested": [1, 2]}},
+    ]
+
+    block = fast_sample_rows(_block(*records), 0, 0)
+
+    assert block is not None
+    expected = [decode_sample_row(r, SAVED) for r in records]
+    assert _same_ids(block.rows) == _same_ids(
+        [(0, i, *row) for i, (row, _, _) in enumerate(expected)]
+    )
+    assert all(problems is None for _, problems, _ in expected)
+    assert block.unknown == sum(unknown for _, _, unknown in expected) == 4
+    assert list(block.unknown_keys()) == [
+        keys for r in records if (keys := unknown_keys("samples", r))
+    ]
