@@ -107,15 +107,11 @@ def keep_data_rules(
             body["from"], body["to"] = body["to"], body["from"]
         elif end == start:
             del body["to"]
-    if isinstance(body, dict) and body.get("type") == "table":
-        # A zone name and a table's column names are data (the tz database, the table's
-        # columns), not a shape a JSON Schema states: take real ones, keeping the order
-        # and count of what was generated where possible.
-        if body.get("timezone") is not None:
-            body["timezone"] = "Europe/Berlin"
-        if body.get("columns") and body.get("table") in TABLES:
-            names = TABLES[body["table"]].names
-            body["columns"] = list(names[: len(body["columns"])])
+    # A table's column names are data, not a shape a JSON Schema states: take real ones,
+    # as many as were generated (zone names are taken real below, for every body).
+    if isinstance(body, dict) and body.get("columns") and body.get("table") in TABLES:
+        names = TABLES[body["table"]].names
+        body["columns"] = list(names[: len(body["columns"])])
     if isinstance(body, dict) and case.path.endswith("/confirm"):
         # `modified` is for a rollback job only (422 for any other): which kind of job an
         # id names is data, so a generated confirm leaves it out.
