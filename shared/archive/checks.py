@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 
+from shared.archive.direct import SampleItems
 from shared.archive.reader import DataFile
 from shared.archive.repeats import Repeats, remove_repeats
 from shared.archive.report import Report
@@ -26,9 +27,16 @@ def stage_checks(
     staging: Staging,
     files: list[DataFile],
     report: Report,
+    *,
+    live: SampleItems | None = None,
 ) -> tuple[dict[str, int], str]:
     """Run the set-based checks and report them; returns the rows staging holds
-    afterwards, per kind, and the snapshot the conflict counts saw at least."""
+    afterwards, per kind, and the snapshot the conflict counts saw at least.
+
+    With `live` the samples were written into `samples` (a direct import, direct.py):
+    their references were judged as they were written, and the account had none of
+    their ids (nor did the archive twice), so only the count of them is taken here.
+    """
     names = [f.relative for f in files]
     account = ctx.job.account_id
     staging.index(conn)
@@ -72,7 +80,7 @@ def stage_checks(
         )
         _warn(report, names, kind, *found, field=field, reason=reason)
         ctx.check()
-    samples = staging.null_sample_items(conn, account)
+    samples = staging.null_sample_items(conn, account) if live is None else live.found()
     _warn(
         report,
         names,
@@ -91,6 +99,8 @@ def stage_checks(
         " set to null",
     )
     staged = staging.counts(conn)
+    if live is not None:
+        staged["samples"] = live.written
     # Taken before the conflict queries (each statement has its own snapshot here):
     # every record they missed was written by a transaction this one did not see.
     snapshot = current_snapshot(conn)

@@ -16,20 +16,39 @@ Phases:
   another import may have written the same ids since (`_needs_conflict_check`).
 - finalize: staging tables, upload and work folder go.
 
+The direct path (direct.py): a confirmed import (`confirm=true`) into an account without
+samples opens the apply's transaction before it validates the samples, and COPYs each
+valid sample straight into `samples`; places and items are staged and checked as
+above, then applied in that same transaction. The report, the decision on it and the
+result are those of the staged path; a repeated sample id rolls the transaction back and
+the samples are staged after all.
+
 A resumed attempt starts over from the upload, unless staging is complete (after a
-confirmation, or a crash during apply) or the apply already committed.
+confirmation, or a crash during a staged apply) or the apply already committed. A direct
+import interrupted before its commit left nothing, and starts over from the upload.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from copy import deepcopy
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from shared.archive.checks import stage_checks
+from shared.archive.direct import (
+    LiveSamples,
+    SampleItems,
+    StagedRows,
+    account_has_samples,
+    archive_items,
+)
 from shared.archive.reader import (
     DataFile,
     check_metadata,
@@ -48,18 +67,19 @@ from shared.archive.records import (
     unknown_keys,
 )
 from shared.archive.report import Report
-from shared.archive.staging import KINDS, Staging
+from shared.archive.staging import COLUMNS, FIELDS, KINDS, Staging
 from shared.archive.unpack import Limits, archive_root, clear, unpack
 from shared.errors import BadRequest
 from shared.fields import Problem
 from shared.jobs.attempt import JobContext
-from shared.jobs.pipeline import Outcome, Succeeded, hold_for_confirmation
+from shared.jobs.pipeline import AwaitConfirmation, Outcome, Succeeded, hold_for_confirmation
 from shared.jobs.states import PHASES, JobType
 from shared.jobs.store import Job
 from shared.params import ImportArchiveParams
 from shared.settings import Settings
 from shared.store.changes import anything_written_after
 from shared.store.db import SHORT, raw_connection
+from shared.store.staging import STAGED_TYPE, binary_copy
 from shared.timefmt import format_iso
 from shared.undo.recorder import apply_marks, record_replaced
 
@@ -93,21 +113,36 @@ class ImportArchive:
         if stage == "staged" and self._staging_intact(ctx, staging):
             report = Report.from_dict(ctx.checkpoint["preview"])
         if report is None:
-            report = self._prepare(ctx, params, staging)
-        preview = report.as_dict(on_conflict=params.on_conflict, skip_invalid=params.skip_invalid)
-        waiting = hold_for_confirmation(
+            prepared = self._prepare(ctx, params, staging)
+            if prepared is None:  # validated and applied in one transaction (direct.py)
+                return self._finalize(ctx, staging)
+            report = prepared
+        waiting = self._decide(ctx, params, report)
+        if waiting is not None:
+            return waiting
+        with ctx.connect() as conn:
+            unregister = ctx.watcher.on_interrupt(conn.cancel_safe)
+            try:
+                staging.prepare_apply(conn, ctx.job.account_id)
+                self._apply(ctx, conn, params, staging, report)
+            finally:
+                unregister()
+        return self._finalize(ctx, staging)
+
+    @staticmethod
+    def _decide(
+        ctx: JobContext, params: ImportArchiveParams, report: Report
+    ) -> AwaitConfirmation | None:
+        """Wait for the user, fail (errors with confirm), or go on (None)."""
+        return hold_for_confirmation(
             ctx,
-            preview,
+            report.as_dict(on_conflict=params.on_conflict, skip_invalid=params.skip_invalid),
             errors=report.errors.total,
             confirm=params.confirm,
             skip_invalid=params.skip_invalid,
             refused=f"{report.errors.total} problem(s) found in the archive; nothing was"
             " imported (see the job's preview, or import with skip_invalid=true)",
         )
-        if waiting is not None:
-            return waiting
-        self._apply(ctx, params, staging, report)
-        return self._finalize(ctx, staging)
 
     def discard(self, job: Job, settings: Settings) -> None:
         """Drop the job's staging tables (files go with storage)."""
@@ -125,7 +160,11 @@ class ImportArchive:
         with ctx.connect() as conn:
             return staging.exists(conn) and staging.counts(conn) == ctx.checkpoint.get("staged")
 
-    def _prepare(self, ctx: JobContext, params: ImportArchiveParams, staging: Staging) -> Report:
+    def _prepare(
+        self, ctx: JobContext, params: ImportArchiveParams, staging: Staging
+    ) -> Report | None:
+        """Unpack, validate and stage; the report. None when the import was applied too:
+        a confirmed import whose samples went straight into the live table (direct.py)."""
         ctx.start_phase("unpack")
         ctx.storage.remove_work(ctx.job.id, older_than=ctx.attempt)
         upload = ctx.storage.upload_path(ctx.job.id)
@@ -170,17 +209,26 @@ class ImportArchive:
                 # the same values as the first.
                 now = ctx.job.created_at
                 report.archive["imported_at"] = format_iso(now)
-                for kind in KINDS:
-                    self._validate_kind(
-                        ctx,
-                        conn=conn,
-                        staging=staging,
-                        kind=kind,
-                        files=files,
-                        report=report,
-                        now=now,
-                    )
+                validate = partial(
+                    self._validate_kind,
+                    ctx,
+                    conn=conn,
+                    staging=staging,
+                    files=files,
+                    report=report,
+                    now=now,
+                )
+                for kind in KINDS[:-1]:
+                    validate(kind=kind)
                 conn.commit()
+                # Samples last: straight into `samples` when they can be (the apply's
+                # transaction then stays open to the end), else into staging.
+                live = self._validate_live(
+                    ctx, conn, params=params, staging=staging, report=report, validate=validate
+                )
+                if live is None:
+                    validate(kind="samples")
+                    conn.commit()
                 ctx.finish_phase()
                 # Every record validation did not refuse went into staging once (a count
                 # of the staging tables would scan them again).
@@ -191,7 +239,18 @@ class ImportArchive:
                 ctx.start_phase("stage")
                 # What staging holds after its checks (repeated ids are gone by then): the
                 # apply's totals, and what a later delivery checks staging against.
-                staged, snapshot = stage_checks(ctx, conn, staging, files, report)
+                staged, snapshot = stage_checks(ctx, conn, staging, files, report, live=live)
+                if live is not None:
+                    self._apply_direct(
+                        ctx,
+                        conn,
+                        params=params,
+                        staging=staging,
+                        report=report,
+                        staged=staged,
+                        snapshot=snapshot,
+                    )
+                    return None
                 conn.commit()
             finally:
                 unregister()
@@ -209,6 +268,100 @@ class ImportArchive:
         }
         ctx.save_checkpoint()
         return report
+
+    def _validate_live(
+        self,
+        ctx: JobContext,
+        conn: psycopg.Connection,
+        *,
+        params: ImportArchiveParams,
+        staging: Staging,
+        report: Report,
+        validate: Callable[..., None],
+    ) -> SampleItems | None:
+        """Validate the samples straight into `samples`, in the transaction that will apply
+        the import (direct.py), when the import is confirmed and the account has no
+        samples; their item references judged on the way. None when they are to be staged
+        instead (then nothing of this was written: the transaction was rolled back)."""
+        if not params.confirm:
+            return None
+        account = ctx.job.account_id
+        # The apply's transaction starts here, with the per-account lock.
+        staging.prepare_apply(conn, account)
+        if account_has_samples(conn, account):
+            conn.rollback()
+            return None
+        before = deepcopy(report)
+        done = ctx.tracker.phase.done
+        with self._account_items(ctx) as lookup:
+            live = SampleItems(archive_items(conn, staging), lookup)
+            try:
+                validate(kind="samples", live=live)
+            except psycopg.errors.UniqueViolation as error:
+                # A sample id twice in the archive: stage the samples, which reports it.
+                log.info("job %s: samples staged after all (%s)", ctx.job.id, error)
+                conn.rollback()
+                report.errors, report.warnings = before.errors, before.warnings
+                report.counts, report.archive = before.counts, before.archive
+                ctx.tracker.phase.done = done
+                return None
+        live.null_references(conn, account)
+        return live
+
+    @staticmethod
+    @contextmanager
+    def _account_items(ctx: JobContext) -> Iterator[Callable[[list[str]], dict[str, bool]]]:
+        """A lookup of the account's items by id (id -> deleted), on a connection of its
+        own opened at the first question (the import's connection is busy with a COPY)."""
+        with ExitStack() as stack:
+            opened: list[psycopg.Connection] = []
+
+            def lookup(ids: list[str]) -> dict[str, bool]:
+                if not opened:
+                    opened.append(
+                        stack.enter_context(
+                            raw_connection(ctx.settings.database_url, autocommit=True, limits=SHORT)
+                        )
+                    )
+                rows = opened[0].execute(
+                    "SELECT id::text, deleted FROM timeline_items WHERE account_id = %s"
+                    " AND id = ANY(%s::uuid[])",
+                    (ctx.job.account_id, ids),
+                )
+                return {item_id: bool(deleted) for item_id, deleted in rows}
+
+            yield lookup
+
+    def _apply_direct(
+        self,
+        ctx: JobContext,
+        conn: psycopg.Connection,
+        *,
+        params: ImportArchiveParams,
+        staging: Staging,
+        report: Report,
+        staged: dict[str, int],
+        snapshot: str,
+    ) -> None:
+        """Decide on the report, then apply places, items and edges in the transaction
+        that holds the samples already, and commit it with the `applied` checkpoint.
+
+        The report is the job's preview as in a staged import; with errors (and no
+        skip_invalid) the decision raises, and the transaction rolls back.
+        """
+        waiting = self._decide(ctx, params, report)
+        assert waiting is None  # a direct import is a confirmed one: it goes on or fails
+        preview = report.as_dict(on_conflict=params.on_conflict, skip_invalid=params.skip_invalid)
+        # What a staged import keeps in its checkpoint, for the apply; it is saved only
+        # with the commit (a crash before it starts over from the upload).
+        ctx.checkpoint = {
+            **ctx.checkpoint,
+            "staged": staged,
+            "snapshot": snapshot,
+            "preview": preview,
+            "direct": True,
+        }
+        self._apply(ctx, conn, params, staging, report, direct=True)
 
     @staticmethod
     def _expected(
@@ -236,14 +389,18 @@ class ImportArchive:
         files: list[DataFile],
         report: Report,
         now: datetime,
+        live: SampleItems | None = None,
     ) -> None:
+        """Validate every record of a kind; the valid ones go to staging, or with `live`
+        (samples of a direct import) into `samples`."""
         decode = DECODERS[kind]
         fast = FAST_ROWS.get(kind)
         max_ratio = ctx.settings.max_compression_ratio
         unknown_total = named = 0
         names: set[str] = set()
-        with staging.writer(conn, kind) as copy:
-            write = copy.write_row
+        sink: LiveSamples | StagedRows
+        with self._copy(conn, staging, kind, live) as copy:
+            sink = StagedRows(copy) if live is None else LiveSamples(copy, ctx.job.account_id, live)
             for file_no, data in enumerate(files):
                 if data.kind != kind:
                     continue
@@ -256,8 +413,7 @@ class ImportArchive:
                     if block is not None:
                         # Every record of the block passed: nothing to report but the
                         # keys Ferry has no column for, counted and named as below.
-                        for row in block.rows:
-                            write(row)
+                        sink.block(block)
                         if unknown := block.unknown:
                             unknown_total += unknown
                             for keys in block.unknown_keys():
@@ -279,7 +435,7 @@ class ImportArchive:
                         if problems and self._refused(report, data.relative, index, problems):
                             invalid += 1
                         else:
-                            write((file_no, index, *row))
+                            sink.row(file_no, index, row)
                     seen += len(values)
                     ctx.advance(len(values))
                 report.count(kind, "records", seen)
@@ -289,6 +445,20 @@ class ImportArchive:
         report.count(kind, "ignored_keys", unknown_total)
         if names:
             report.archive.setdefault("ignored_keys", {})[kind] = sorted(names)[:100]
+
+    @staticmethod
+    @contextmanager
+    def _copy(
+        conn: psycopg.Connection, staging: Staging, kind: str, live: SampleItems | None
+    ) -> Iterator[psycopg.Copy]:
+        if live is None:
+            with staging.writer(conn, kind) as copy:
+                yield copy
+            return
+        types = ["uuid", *(STAGED_TYPE[f.kind] for f in FIELDS["samples"])]
+        columns = ("account_id", *COLUMNS["samples"])
+        with binary_copy(conn, sql.Identifier("samples"), columns, types) as copy:
+            yield copy
 
     @staticmethod
     def _refused(report: Report, file: str, index: int, problems: list[Problem]) -> bool:
@@ -304,8 +474,18 @@ class ImportArchive:
     # --- apply, edges, finalize --------------------------------------------------------------
 
     def _apply(
-        self, ctx: JobContext, params: ImportArchiveParams, staging: Staging, report: Report
+        self,
+        ctx: JobContext,
+        conn: psycopg.Connection,
+        params: ImportArchiveParams,
+        staging: Staging,
+        report: Report,
+        *,
+        direct: bool = False,
     ) -> None:
+        """Write the staged records (with `direct`, the samples are in `samples` already)
+        and the edges, and commit with the `applied` checkpoint; `conn` holds the
+        per-account lock (`Staging.prepare_apply`)."""
         staged = ctx.checkpoint.get("staged") or {}
         seen = sum(c.get("records", 0) for c in report.counts.values())
         # Totals of the phases before apply, for a delivery that starts here after the
@@ -318,57 +498,53 @@ class ImportArchive:
         account = ctx.job.account_id
         written = dict.fromkeys(KINDS, 0)
         replaced = dict.fromkeys(KINDS, 0)
-        with ctx.connect() as conn:
-            unregister = ctx.watcher.on_interrupt(conn.cancel_safe)
-            try:
-                staging.prepare_apply(conn, account)
-                for kind in KINDS:
-                    conflicts = self._needs_conflict_check(ctx, conn, kind, report)
-                    if conflicts and params.on_conflict == "newer":
-                        # The undo's before-images of exactly the rows `newer` replaces.
-                        record_replaced(
-                            conn,
-                            job_id=ctx.job.id,
-                            account_id=account,
-                            kind=kind,
-                            staging=staging.table(kind).as_string(conn),
-                            newer_only=True,
-                        )
-                    for file_no, rows in staging.file_numbers(conn, kind):
-                        inserted, updated = staging.apply_file(
-                            conn,
-                            kind=kind,
-                            file_no=file_no,
-                            account_id=account,
-                            on_conflict=params.on_conflict,
-                            conflicts=conflicts,
-                        )
-                        written[kind] += inserted
-                        replaced[kind] += updated
-                        ctx.advance(rows)
-                ctx.start_phase("edges")
-                edges = staging.restore_edges(conn, account)
-                ctx.advance(staged.get("items", 0))
-                ctx.check()
-                result = {
-                    "written": written,
-                    "replaced": replaced,
-                    "kept_existing": {
-                        k: staged.get(k, 0) - written[k] - replaced[k] for k in KINDS
-                    },
-                    "edges_restored": edges,
-                    "invalid_skipped": sum(c.get("invalid", 0) for c in report.counts.values()),
-                    "warnings": report.warnings.total,
-                    # The apply's transaction: every row it wrote carries it as written_xid
-                    # until something writes the row again, every row it created as
-                    # created_xid (what an undo needs to tell the import's rows from later
-                    # changes, shared/undo).
-                    **apply_marks(conn),
-                }
-                checkpoint = {**ctx.checkpoint, "stage": "applied", "result": result}
-                ctx.commit_applied(conn, checkpoint)
-            finally:
-                unregister()
+        for kind in KINDS:
+            if direct and kind == "samples":
+                written[kind] = staged.get(kind, 0)
+                ctx.advance(written[kind])
+                continue
+            conflicts = self._needs_conflict_check(ctx, conn, kind, report)
+            if conflicts and params.on_conflict == "newer":
+                # The undo's before-images of exactly the rows `newer` replaces.
+                record_replaced(
+                    conn,
+                    job_id=ctx.job.id,
+                    account_id=account,
+                    kind=kind,
+                    staging=staging.table(kind).as_string(conn),
+                    newer_only=True,
+                )
+            for file_no, rows in staging.file_numbers(conn, kind):
+                inserted, updated = staging.apply_file(
+                    conn,
+                    kind=kind,
+                    file_no=file_no,
+                    account_id=account,
+                    on_conflict=params.on_conflict,
+                    conflicts=conflicts,
+                )
+                written[kind] += inserted
+                replaced[kind] += updated
+                ctx.advance(rows)
+        ctx.start_phase("edges")
+        edges = staging.restore_edges(conn, account)
+        ctx.advance(staged.get("items", 0))
+        ctx.check()
+        result = {
+            "written": written,
+            "replaced": replaced,
+            "kept_existing": {k: staged.get(k, 0) - written[k] - replaced[k] for k in KINDS},
+            "edges_restored": edges,
+            "invalid_skipped": sum(c.get("invalid", 0) for c in report.counts.values()),
+            "warnings": report.warnings.total,
+            # The apply's transaction: every row it wrote carries it as written_xid
+            # until something writes the row again, every row it created as
+            # created_xid (what an undo needs to tell the import's rows from later
+            # changes, shared/undo).
+            **apply_marks(conn),
+        }
+        checkpoint = {**ctx.checkpoint, "stage": "applied", "result": result}
+        ctx.commit_applied(conn, checkpoint)
         log.info("job %s: applied %s (replaced %s)", ctx.job.id, written, replaced)
 
     @staticmethod

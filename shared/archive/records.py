@@ -379,14 +379,28 @@ SAMPLE_EXTRA_KEYS = ("rtreeId", "hasLocation")
 
 @dataclass(frozen=True, slots=True)
 class FastBlock:
-    """The staging rows of a block, and the extra keys its records held (in key order)."""
+    """A block's column values (in field order) and where it sits in its file, and the
+    extra keys its records held (in key order)."""
 
-    rows: list[tuple[Any, ...]]
+    columns: list[Any]
+    file_no: int
+    start: int
+    count: int
     extra_keys: tuple[str, ...]
     extra_columns: list[tuple[Any, ...]]
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.count
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        """The staging rows `(file_no, idx, *values)`."""
+        start = self.start
+        return list(zip(repeat(self.file_no), range(start, start + self.count), *self.columns))
+
+    def live_rows(self, account_id: str) -> Iterator[tuple[Any, ...]]:
+        """The rows of the live table `(account_id, *values)`."""
+        return zip(repeat(account_id), *self.columns)
 
     @property
     def unknown(self) -> int:
@@ -468,7 +482,7 @@ class _FastRows:
         except msgspec.DecodeError:  # ValidationError is one
             return None
         if not records:
-            return FastBlock([], self.extra, [])
+            return FastBlock([], file_no, start, 0, self.extra, [])
         columns: list[Any] = list(zip(*map(_astuple, records), strict=True))
         extra_columns = columns[len(self.fields) :]
         del columns[len(self.fields) :]
@@ -502,16 +516,15 @@ class _FastRows:
                 columns[i] = list(map(_archive_date, column))
             except (ValueError, TypeError, OverflowError):
                 return None
-        rows = list(zip(repeat(file_no), range(start, start + len(records)), *columns))
-        return FastBlock(rows, self.extra, extra_columns)
+        return FastBlock(columns, file_no, start, len(records), self.extra, extra_columns)
 
 
 def compile_fast_rows(
     fields: tuple[Field, ...], name: str, *, extra: tuple[str, ...] = ()
 ) -> FastRows:
-    """A function: (JSON array of records, file_no, index of the first) -> the staging
-    rows `(file_no, idx, *values)` and the `extra` keys the records held, or None when any
-    record needs the per-record decoder."""
+    """A function: (JSON array of records, file_no, index of the first) -> the block's
+    values (as staging or live rows) and the `extra` keys the records held, or None when
+    any record needs the per-record decoder."""
     return _FastRows(fields, name, extra)
 
 
