@@ -276,6 +276,26 @@ timeline_items = Table(
     ),
     Index("timeline_items_account_start_idx", "account_id", "start_date"),
     Index("timeline_items_account_written_idx", "account_id", "written_xid"),
+    # The referencing side of the three foreign keys above: deleting an item or a place
+    # looks for rows still pointing at it (migration 0010).
+    Index(
+        "timeline_items_account_previous_idx",
+        "account_id",
+        "previous_item_id",
+        postgresql_where=text("previous_item_id IS NOT NULL"),
+    ),
+    Index(
+        "timeline_items_account_next_idx",
+        "account_id",
+        "next_item_id",
+        postgresql_where=text("next_item_id IS NOT NULL"),
+    ),
+    Index(
+        "timeline_items_account_place_idx",
+        "account_id",
+        "place_id",
+        postgresql_where=text("place_id IS NOT NULL"),
+    ),
 )
 
 # samples has no foreign keys: each one's per-row check costs more than the row itself
