@@ -239,12 +239,20 @@ def test_given_an_import_in_apply_when_cancelled_then_the_account_is_exactly_as_
 # --- 4. kill -9 during stage and apply -------------------------------------------------------
 
 
-@pytest.mark.parametrize("phase", ["stage", "apply"])
+@pytest.mark.parametrize(
+    ("phase", "flow"), [("stage", "confirmed"), ("apply", "confirmed"), ("apply", "previewed")]
+)
 def test_given_a_worker_killed_in_an_import_phase_when_a_new_worker_starts_then_it_completes(
-    phase: str, stack: Stack, settings: Settings, engine: Engine, account: tuple[Account, str]
+    phase: str, flow: str, stack: Stack, engine: Engine, account: tuple[Account, str]
 ) -> None:
     """kill -9 mid-phase: nothing visible meanwhile; attempt 2 (via the sweeper) ends
-    succeeded with every record of the archive exactly once."""
+    succeeded with every record of the archive exactly once.
+
+    `confirmed` (confirm=true into an account without samples): the samples went into
+    the live table inside the apply's transaction (shared/archive/direct.py), so attempt 2
+    starts over from the upload. `previewed` (confirmed after its report): staging was
+    complete, and attempt 2 applies from it without validating again."""
+    settings = stack.settings
     source, source_token = account
     seed(settings, source.id)
     target, target_token = new_account(engine, "target")
@@ -255,7 +263,12 @@ def test_given_a_worker_killed_in_an_import_phase_when_a_new_worker_starts_then_
     content = export_zip(stack.api(source_token))
     api = stack.api(target_token)
 
-    job_id = start_import(api, content, confirm="true")
+    if flow == "confirmed":
+        job_id = start_import(api, content, confirm="true")
+    else:
+        job_id = start_import(api, content)
+        assert api.wait_status(job_id, {"awaiting_confirmation"}, timeout=60)
+        assert api.post(f"/jobs/{job_id}/confirm").status_code == 202
     wait_for_phase(api, job_id, phase)
     stack.kill_workers()
 
@@ -266,10 +279,16 @@ def test_given_a_worker_killed_in_an_import_phase_when_a_new_worker_starts_then_
     assert job["status"] == "succeeded", job
     assert job["attempt"] == 2
     resumed = {(j["progress"] or {}).get("phase") for j in seen if j["attempt"] == 2}
-    if phase == "apply":
+    if phase == "apply" and flow == "previewed":
         # SPEC 8: a resumed import restarts from its last checkpoint (staging was complete).
         assert not resumed & {"validate", "stage"}, f"attempt 2 staged again: {resumed}"
-    assert [e["attempt"] for e in events(engine, job_id, "claimed")] == [1, 2]
+    if phase == "apply" and flow == "confirmed":
+        # Its last checkpoint is the upload: nothing of attempt 1 survived the kill.
+        assert "validate" in resumed, f"attempt 2 did not start over: {resumed}"
+    # A previewed import's attempt 1 was claimed twice: for its report, then after the
+    # confirmation.
+    claims = [1, 2] if flow == "confirmed" else [1, 1, 2]
+    assert [e["attempt"] for e in events(engine, job_id, "claimed")] == claims
     assert row_counts(engine, target.id) == record_counts(content)
     ids = archive_ids(content)
     got = records(settings, target.id)
