@@ -7,17 +7,44 @@ asks psycopg's public libpq wrapper (`psycopg.pq`) for each record and waits on 
 only when libpq has nothing buffered: 0.4 s for the same rows. The connection must be in
 its transaction already (the export's snapshot); the socket wait releases the GIL, and a
 cancel (`conn.cancel_safe()` from the watcher thread) ends the COPY with an error here.
+
+Each record is copied into the batch's one `bytearray` at once, and only its end offset
+is kept: the objects libpq's wrapper makes per record (a memoryview, its buffer, a tuple)
+are freed in the same iteration. Kept in a list until the batch was full, a million of
+them a million rows were what set off the cyclic garbage collector, whose full passes
+over the worker's heap cost more than the reading itself (client CPU for 1 M rows of a
+CSV export 1.17 s, of which ~0.6 s was collections; 0.55 s with the collector off).
 """
 
 from __future__ import annotations
 
 import select
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import psycopg.pq.abc
 from psycopg import pq
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Records of a COPY, back to back in `data`; `ends[i]` is where record i ends."""
+
+    data: bytearray
+    ends: list[int]
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def records(self) -> Iterator[memoryview]:
+        """Each record (with its record end)."""
+        view = memoryview(self.data)
+        start = 0
+        for end in self.ends:
+            yield view[start:end]
+            start = end
 
 
 def copy_out(
@@ -26,7 +53,7 @@ def copy_out(
     params: Mapping[str, Any],
     *,
     batch_bytes: int = 256 * 1024,
-) -> Iterator[list[memoryview]]:
+) -> Iterator[Batch]:
     """The records of a `COPY … TO STDOUT` (each ending with the format's record end), in
     batches of about `batch_bytes`: the consumer's work is per batch, not per record."""
     query = psycopg.ClientCursor(conn).mogrify(statement, params)
@@ -41,20 +68,23 @@ def copy_out(
         _raise(pgconn, result)
     get = pgconn.get_copy_data
     read = pgconn.consume_input
-    batch: list[memoryview] = []
-    append = batch.append
+    data = bytearray()
+    ends: list[int] = []
+    end = ends.append
     gathered = 0
     drained = False  # libpq's buffer is empty and so was the socket when last read
     while True:
-        size, data = get(1)
+        size, record = get(1)
         if size > 0:
-            append(data)
+            data += record
             gathered += size
+            end(gathered)
             drained = False
             if gathered >= batch_bytes:
-                yield batch
-                batch = []
-                append = batch.append
+                yield Batch(data, ends)
+                data = bytearray()
+                ends = []
+                end = ends.append
                 gathered = 0
         elif size == 0:
             # Read what the socket holds before waiting on it: one syscall, not two.
@@ -69,8 +99,8 @@ def copy_out(
     _drain(pgconn, socket)
     if result is None or result.status != pq.ExecStatus.COMMAND_OK:
         _raise(pgconn, result)
-    if batch:
-        yield batch
+    if ends:
+        yield Batch(data, ends)
 
 
 def _drain(pgconn: pq.abc.PGconn, socket: int) -> None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
-from shared.tables.copyout import copy_out
+from shared.tables.copyout import Batch, copy_out
 from shared.tables.formats import StreamedFormat
 from shared.tables.sql import Selection, text_columns
 
@@ -62,13 +61,13 @@ class Delimited(StreamedFormat):
             header = 0
 
 
-def crlf(records: list[Any]) -> bytes:
+def crlf(batch: Batch) -> bytes:
     """COPY records (each ending in LF) joined, every record ending in CRLF instead.
 
     When the block holds exactly one LF per record no field has a line break, and one
     replace in C does it; otherwise each record's last byte is its end.
     """
-    block = b"".join(records)
-    if block.count(b"\n") == len(records):
+    block = bytes(batch.data)
+    if block.count(b"\n") == len(batch):
         return block.replace(b"\n", CRLF)
-    return CRLF.join(memoryview(record)[:-1] for record in records) + CRLF
+    return CRLF.join(record[:-1] for record in batch.records()) + CRLF

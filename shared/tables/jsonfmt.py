@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
-from shared.tables.copyout import copy_out
+from shared.tables.copyout import Batch, copy_out
 from shared.tables.formats import StreamedFormat
 from shared.tables.sql import JSON_COPY_OPTIONS, Selection, json_line
 
@@ -56,8 +55,8 @@ class JsonRecords(StreamedFormat):
         if not self.lines:
             yield b"[]\n" if first else b"\n]\n"
 
-    def _block(self, lines: list[Any], first: bool) -> bytes:
-        block = b"".join(lines)
+    def _block(self, lines: Batch, first: bool) -> bytes:
+        block = bytes(lines.data)
         if self.lines:
             return block
         # Objects end with a newline; the last one's separator waits for the next block.

@@ -25,10 +25,10 @@ def test_given_a_copy_when_read_then_the_records_are_psycopgs_and_the_connection
             expected = [bytes(record) for record in copy]
 
         batches = list(copy_out(conn, STATEMENT, {"rows": 20_000}, batch_bytes=64 * 1024))
-        found = [bytes(record) for batch in batches for record in batch]
+        found = [bytes(record) for batch in batches for record in batch.records()]
 
         assert found == expected and len(found) == 20_000
-        assert len(batches) > 3 and all(sum(map(len, b)) <= 64 * 1024 + 100 for b in batches)
+        assert len(batches) > 3 and all(len(b.data) <= 64 * 1024 + 100 for b in batches)
         row = conn.execute("SELECT 41 + 1").fetchone()
         assert row is not None and row[0] == 42, "the connection is ready for more"
 
@@ -60,4 +60,4 @@ def test_given_parameters_when_copied_then_they_are_bound_as_values(database_url
     statement = "COPY (SELECT %(text)s::text, %(n)s::int) TO STDOUT (FORMAT csv)"
     with raw_connection(database_url) as conn:
         found = list(copy_out(conn, statement, {"text": "it's; DROP", "n": 7}))
-    assert [[bytes(r) for r in batch] for batch in found] == [[b"it's; DROP,7\n"]]
+    assert [[bytes(r) for r in batch.records()] for batch in found] == [[b"it's; DROP,7\n"]]
