@@ -16,6 +16,12 @@ Phases:
 - finalize: staging and the upload go.
 
 `POST /jobs/{id}/remap` stores a new mapping and queues the job again from `read`.
+
+The direct path (direct.py): a confirmed import of samples whose file maps every column,
+into an account without samples, takes the per-account lock before it reads and writes
+each valid row straight into `samples`; the checks, the preview, the decision on it and
+the commit happen in that one transaction. An id twice in the file rolls it back and the
+file is read again into staging. Interrupted before its commit, it starts over.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import psycopg
 from shared.errors import BadRequest
 from shared.findings import LISTED, Findings
 from shared.jobs.attempt import JobContext
-from shared.jobs.pipeline import Outcome, Succeeded, hold_for_confirmation
+from shared.jobs.pipeline import AwaitConfirmation, Outcome, Succeeded, hold_for_confirmation
 from shared.jobs.states import PHASES, JobType
 from shared.jobs.store import Job
 from shared.settings import Settings
@@ -38,6 +44,7 @@ from shared.store.changes import anything_written_after, current_snapshot
 from shared.store.db import SHORT, raw_connection
 from shared.store.locks import lock_account_data
 from shared.store.staging import drop_job_tables
+from shared.tables.direct import LiveRows, StageInstead, account_is_empty, eligible
 from shared.tables.mapping import match
 from shared.tables.params import TableImportParams
 from shared.tables.reading import RowProblem, TableFile, open_table
@@ -68,15 +75,9 @@ class ImportTable:
             preview = ctx.checkpoint["preview"]
         if preview is None:
             preview = self._prepare(ctx, params)
-        waiting = hold_for_confirmation(
-            ctx,
-            preview,
-            errors=preview["error_total"],
-            confirm=params.confirm,
-            skip_invalid=params.skip_invalid,
-            refused=f"{preview['error_total']} cell error(s) in the file; nothing was imported"
-            " (see the job's preview, or import with skip_invalid=true)",
-        )
+            if preview is None:  # read and applied in one transaction (direct.py)
+                return self._finalize(ctx)
+        waiting = self._decide(ctx, params, preview)
         if waiting is not None:
             return waiting
         self._apply(ctx, params, preview)
@@ -102,28 +103,44 @@ class ImportTable:
         with ctx.connect() as conn:
             return staging.exists(conn) and staging.count(conn) == ctx.checkpoint.get("staged")
 
-    def _prepare(self, ctx: JobContext, params: TableImportParams) -> dict[str, Any]:
+    def _prepare(self, ctx: JobContext, params: TableImportParams) -> dict[str, Any] | None:
         ctx.start_phase("read")
         upload = ctx.storage.upload_path(ctx.job.id)
         if not upload.is_file():
             raise BadRequest("the uploaded file is no longer stored; upload the file again")
         size = upload.stat().st_size
         ctx.tracker.set_total("read", max(1, size // 100))
-        source = open_table(
-            upload,
-            name=params.filename,
-            sheet=params.sheet,
-            max_expanded_bytes=ctx.settings.max_expanded_bytes,
-            max_ratio=ctx.settings.max_compression_ratio,
-        )
-        try:
-            return self._read(ctx, params, source, size)
-        finally:
-            source.close()
+        direct = params.confirm
+        while True:
+            source = open_table(
+                upload,
+                name=params.filename,
+                sheet=params.sheet,
+                max_expanded_bytes=ctx.settings.max_expanded_bytes,
+                max_ratio=ctx.settings.max_compression_ratio,
+            )
+            try:
+                return self._read(ctx, params, source, size, direct=direct)
+            except StageInstead as why:
+                # An id twice in the file: read it again into staging, which reports it.
+                log.info("job %s: rows staged after all (%s)", ctx.job.id, why)
+                direct = False
+                ctx.tracker.phase.done = 0
+            finally:
+                source.close()
 
     def _read(
-        self, ctx: JobContext, params: TableImportParams, source: TableFile, size: int
-    ) -> dict[str, Any]:
+        self,
+        ctx: JobContext,
+        params: TableImportParams,
+        source: TableFile,
+        size: int,
+        *,
+        direct: bool,
+    ) -> dict[str, Any] | None:
+        """Read, check and stage the file; its preview. With `direct` (and where direct.py
+        allows it) the rows go straight into `samples` and the import is applied here:
+        None."""
         table = params.definition
         matched = match(source.header, table, params.mapping or {})
         mapped = matched.columns(source.header)
@@ -151,45 +168,113 @@ class ImportTable:
         with ctx.connect() as conn:
             unregister = ctx.watcher.on_interrupt(conn.cancel_safe)
             try:
+                live = None
+                if direct and eligible(params.table, reader.columns, confirm=params.confirm):
+                    # The apply's transaction starts here, with the per-account lock.
+                    lock_account_data(conn, ctx.job.account_id)
+                    if account_is_empty(conn, ctx.job.account_id):
+                        live = LiveRows.open(conn, ctx.job.account_id, reader.columns)
+                    else:
+                        conn.rollback()
                 staging.create(conn)
-                with staging.writer(conn) as copy:
-                    write = copy.write_row
-                    for number, cells in source.rows:
-                        rows += 1
-                        if isinstance(cells, RowProblem):
-                            errors.note(cell_error(number, None, None, cells.reason))
-                            invalid += 1
-                        else:
-                            values, found, notes = reader.read(number, cells)
-                            for note in notes:
-                                warnings.note(note)
-                            if values is None:
+                item = reader.columns.index("timeline_item_id") if live is not None else -1
+                try:
+                    with staging.writer(conn) if live is None else live.copy(conn) as copy:
+                        write = copy.write_row
+                        account = ctx.job.account_id
+                        for number, cells in source.rows:
+                            rows += 1
+                            if isinstance(cells, RowProblem):
+                                errors.note(cell_error(number, None, None, cells.reason))
                                 invalid += 1
-                                for problem in found:
-                                    errors.note(problem)
                             else:
-                                write((number, *values))
-                        if rows % BATCH == 0:
-                            self._progress(ctx, rows, size, source)
+                                values, found, notes = reader.read(number, cells)
+                                for note in notes:
+                                    warnings.note(note)
+                                if values is None:
+                                    invalid += 1
+                                    for problem in found:
+                                        errors.note(problem)
+                                elif live is None:
+                                    write((number, *values))
+                                else:
+                                    live.judge(number, values, item)
+                                    write((account, *values))
+                            if rows % BATCH == 0:
+                                self._progress(ctx, rows, size, source)
+                except psycopg.errors.UniqueViolation as error:
+                    if live is None:
+                        raise
+                    conn.rollback()
+                    raise StageInstead(str(error)) from None
                 ctx.advance(rows % BATCH)
-                conn.commit()
+                if live is None:
+                    conn.commit()
                 ctx.finish_phase()
-                staged = staging.count(conn)
+                staged = staging.count(conn) if live is None else live.written
                 ctx.tracker.set_total("validate", staged)
                 ctx.start_phase("validate")
-                preview = self._validate(
-                    ctx,
-                    conn,
-                    params=params,
-                    staging=staging,
-                    reader=reader,
-                    errors=errors,
-                    warnings=warnings,
-                    generate=generate,
+                if live is None:
+                    checked = self._validate(
+                        ctx,
+                        conn,
+                        params=params,
+                        staging=staging,
+                        reader=reader,
+                        errors=errors,
+                        warnings=warnings,
+                        generate=generate,
+                    )
+                    conn.commit()
+                else:
+                    checked = self._validate_live(
+                        ctx,
+                        conn,
+                        params=params,
+                        live=live,
+                        reader=reader,
+                        errors=errors,
+                        warnings=warnings,
+                    )
+                preview, snapshot = self._finish_preview(
+                    checked, source=source, matched=matched, rows=rows, invalid=invalid
                 )
-                conn.commit()
+                if live is not None:
+                    # Saved only with the commit: a crash before it starts over.
+                    ctx.checkpoint = {
+                        "staged": staged,
+                        "columns": list(reader.columns),
+                        "snapshot": snapshot,
+                        "preview": preview,
+                        "direct": True,
+                    }
+                    self._decide(ctx, params, preview)
+                    self._apply_live(ctx, conn, params, preview, live.written)
+                    return None
             finally:
                 unregister()
+        ctx.checkpoint = {
+            "stage": "staged",
+            "staged": staged,
+            "columns": list(reader.columns),
+            "snapshot": snapshot,
+            "preview": preview,
+        }
+        ctx.save_checkpoint()
+        return preview
+
+    @staticmethod
+    def _finish_preview(
+        checked: dict[str, Any],
+        *,
+        source: TableFile,
+        matched: Any,
+        rows: int,
+        invalid: int,
+    ) -> tuple[dict[str, Any], str]:
+        """The preview from the checks' findings and the file's facts; the snapshot the
+        counts saw."""
+        preview = dict(checked)
         counts = preview.pop("_counts")
         snapshot = preview.pop("_snapshot")
         preview.update(
@@ -210,15 +295,90 @@ class ImportTable:
                 },
             }
         )
-        ctx.checkpoint = {
-            "stage": "staged",
-            "staged": staged,
-            "columns": list(reader.columns),
-            "snapshot": snapshot,
-            "preview": preview,
+        return preview, snapshot
+
+    @staticmethod
+    def _decide(
+        ctx: JobContext, params: TableImportParams, preview: dict[str, Any]
+    ) -> AwaitConfirmation | None:
+        """Wait for the user, fail (errors with confirm), or go on (None)."""
+        return hold_for_confirmation(
+            ctx,
+            preview,
+            errors=preview["error_total"],
+            confirm=params.confirm,
+            skip_invalid=params.skip_invalid,
+            refused=f"{preview['error_total']} cell error(s) in the file; nothing was imported"
+            " (see the job's preview, or import with skip_invalid=true)",
+        )
+
+    def _validate_live(
+        self,
+        ctx: JobContext,
+        conn: psycopg.Connection,
+        *,
+        params: TableImportParams,
+        live: LiveRows,
+        reader: RowReader,
+        errors: Findings,
+        warnings: Findings,
+    ) -> dict[str, Any]:
+        """What `_validate` finds, for rows written into `samples` (direct.py): the
+        references judged as they went by, nulled now; nothing else can be found."""
+        live.null_references(conn)
+        named = reader.file_column.get("timeline_item_id", "timeline_item_id")
+        reason = "no such item in the file or the account; set to null"
+        warnings.extend(
+            [{**r, "column": named, "reason": reason} for r in live.missing], live.missing_total
+        )
+        snapshot = current_snapshot(conn)
+        ctx.advance(live.written)
+        return {
+            "table": params.table,
+            "mode": params.mode,
+            "skip_invalid": params.skip_invalid,
+            "errors": sorted(errors.listed, key=lambda e: e["row"])[:LISTED],
+            "error_total": errors.total,
+            "warnings": sorted(warnings.listed, key=lambda w: w["row"]),
+            "warning_total": warnings.total,
+            "sample": live.sample(conn),
+            "_counts": {
+                "would_create": live.written,
+                "would_update": 0,
+                "unchanged": 0,
+                "invalid_staged": 0,
+            },
+            "_snapshot": snapshot,
         }
-        ctx.save_checkpoint()
-        return preview
+
+    def _apply_live(
+        self,
+        ctx: JobContext,
+        conn: psycopg.Connection,
+        params: TableImportParams,
+        preview: dict[str, Any],
+        written: int,
+    ) -> None:
+        """Commit a direct import: its rows are in `samples` already (`_apply`'s result)."""
+        counts = preview["counts"]
+        ctx.tracker.set_total("apply", counts["valid"])
+        ctx.start_phase("apply")
+        ctx.advance(counts["valid"])
+        ctx.check()
+        result = {
+            "counts": {
+                "created": written,
+                "updated": 0,
+                "skipped": counts["valid"] - written,
+                "invalid": counts["invalid"],
+            },
+            "table": params.table,
+            "warnings": preview.get("warning_total", 0),
+            "recorded_for_undo": 0,
+            **apply_marks(conn),
+        }
+        ctx.commit_applied(conn, {**ctx.checkpoint, "stage": "applied", "result": result})
+        log.info("job %s: table %s applied %s", ctx.job.id, params.table, result["counts"])
 
     @staticmethod
     def _progress(ctx: JobContext, rows: int, size: int, source: TableFile) -> None:
