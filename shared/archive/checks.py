@@ -109,7 +109,8 @@ def stage_checks(
         report.count(kind, "valid", staged[kind])
         report.count(kind, "existing", existing)
         report.count(kind, "newer_in_archive", newer)
-        ctx.advance(staged[kind])
+        # Direct samples were paced while written; a pause here would hold the lock idle.
+        ctx.advance(staged[kind], paced=not (live is not None and kind == "samples"))
     return staged, snapshot
 
 

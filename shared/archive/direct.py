@@ -162,6 +162,8 @@ class LiveSamples:
 
     def block(self, block: FastBlock) -> None:
         """Write a block decoded whole."""
+        if not block.count:  # an empty array: no columns to read
+            return
         self.items.block(block)
         write = self._write
         for row in block.live_rows(self.account_id):

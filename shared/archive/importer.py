@@ -501,7 +501,7 @@ class ImportArchive:
         for kind in KINDS:
             if direct and kind == "samples":
                 written[kind] = staged.get(kind, 0)
-                ctx.advance(written[kind])
+                ctx.advance(written[kind], paced=False)  # paced while written
                 continue
             conflicts = self._needs_conflict_check(ctx, conn, kind, report)
             if conflicts and params.on_conflict == "newer":

@@ -400,6 +400,8 @@ class FastBlock:
 
     def live_rows(self, account_id: str) -> Iterator[tuple[Any, ...]]:
         """The rows of the live table `(account_id, *values)`."""
+        if not self.count:
+            return iter(())
         return zip(repeat(account_id), *self.columns)
 
     @property

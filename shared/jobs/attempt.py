@@ -229,12 +229,17 @@ class JobContext:
         self.tracker.complete_phase()
         self.report(force=True)
 
-    def advance(self, rows: int) -> None:
-        """Count rows done in the current phase; report (throttled) and check signals."""
+    def advance(self, rows: int, *, paced: bool = True) -> None:
+        """Count rows done in the current phase; report (throttled) and check signals.
+
+        `paced=False`: rows whose work was paced already (an import's samples written
+        while they were validated) are counted without a pause under
+        FERRY_MAX_ROWS_PER_SECOND.
+        """
         self.tracker.advance(rows)
         self.check()
         limit = self.settings.max_rows_per_second
-        if limit > 0:
+        if limit > 0 and paced:
             self._throttle(rows, limit)
         now = self._clock()
         if now - self._last_live >= LIVE_INTERVAL:

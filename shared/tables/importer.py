@@ -332,7 +332,7 @@ class ImportTable:
             [{**r, "column": named, "reason": reason} for r in live.missing], live.missing_total
         )
         snapshot = current_snapshot(conn)
-        ctx.advance(live.written)
+        ctx.advance(live.written, paced=False)
         return {
             "table": params.table,
             "mode": params.mode,
@@ -363,8 +363,7 @@ class ImportTable:
         counts = preview["counts"]
         ctx.tracker.set_total("apply", counts["valid"])
         ctx.start_phase("apply")
-        ctx.advance(counts["valid"])
-        ctx.check()
+        ctx.advance(counts["valid"], paced=False)  # paced while they were written
         result = {
             "counts": {
                 "created": written,

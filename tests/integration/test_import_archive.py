@@ -902,8 +902,8 @@ class _Interrupt:
                 self._interrupt()
             start_phase(name)
 
-        def step(rows: int) -> None:
-            advance(rows)
+        def step(rows: int, *, paced: bool = True) -> None:
+            advance(rows, paced=paced)
             if self.where == "apply" and ctx.tracker.phase.name == "apply" and not self.done:
                 self._interrupt()
 

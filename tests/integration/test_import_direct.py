@@ -317,3 +317,55 @@ def test_given_a_direct_import_when_the_samples_are_being_written_then_nothing_i
     assert len(load_account(ferry.settings.database_url, person.id)["samples"]) == len(
         timeline.samples
     )
+
+
+def test_given_an_empty_samples_file_when_confirmed_then_the_direct_import_takes_the_rest(
+    ferry: InProcess, settings: Settings, tmp_path: Path, went_direct: set[str]
+) -> None:
+    """An empty line-per-object file (`[`, `]`) is a block of no records: nothing to
+    write, and the other files' samples still go in (the staged path's outcome)."""
+    timeline = arc_timeline(seed=67)
+    archive = arc_archive(timeline, layout="lines")
+    archive.files["samples/2030-W01.json.gz"] = []
+    archive.layout["samples/2030-W01.json.gz"] = "lines"
+    path = archive.write(tmp_path / "empty-file.zip")
+
+    direct, staged = _both(ferry, ferry.engine, path)
+
+    assert direct[1].status == "succeeded", direct[1].error
+    assert direct[0].id in went_direct
+    _assert_agree(settings, direct, staged)
+    assert_rows_match(expected_rows(timeline), load_account(settings.database_url, direct[0].id))
+
+
+def test_given_a_row_limit_when_a_direct_import_applies_then_its_samples_are_paced_once(
+    ferry: InProcess,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    went_direct: set[str],
+) -> None:
+    """Under FERRY_MAX_ROWS_PER_SECOND the samples are paced as they are written; the
+    stage and apply phases count them without a pause, which would hold the account's
+    lock and the open transaction idle."""
+    from shared.jobs.attempt import JobContext
+
+    timeline = arc_timeline(seed=68)
+    path = arc_archive(timeline).write(tmp_path / "paced.zip")
+    person = _account(ferry.engine)
+    paced: dict[str, int] = {}
+
+    def throttle(self: JobContext, rows: int, limit: float) -> None:
+        phase = self.tracker.phase.name
+        paced[phase] = paced.get(phase, 0) + rows
+
+    monkeypatch.setattr(JobContext, "_throttle", throttle)
+    slow = settings.with_overrides(max_rows_per_second=1_000_000.0)
+    done = ferry.run(ferry.submit(person.id, path, confirm=True), settings=slow)
+
+    assert done.status == "succeeded", done.error
+    assert person.id in went_direct
+    counts = timeline.counts()
+    assert paced["validate"] == sum(counts.values())
+    others = counts["places"] + counts["items"]
+    assert paced.get("stage", 0) <= others and paced.get("apply", 0) <= others
