@@ -34,6 +34,7 @@ from tests.e2e.import_helpers import (
     digest,
     export_zip,
     new_account,
+    record_counts,
     records,
     seed,
     staging_tables,
@@ -168,16 +169,23 @@ def test_given_a_worker_frozen_past_its_lease_when_woken_then_it_writes_nothing(
     assert first.alive(), "the woken worker should carry on serving"
 
 
+@pytest.mark.parametrize("flow", ["previewed", "confirmed"])
 def test_given_an_import_frozen_in_its_apply_when_taken_over_then_attempt_2_finishes_alone(
     stack: Stack,
-    settings: Settings,
     engine: Engine,
     account: tuple[Account, str],
     frozen_workers: list[Process],
+    flow: str,
 ) -> None:
     """The frozen attempt's transaction holds the account's import lock: the sweeper ends
     its database session when it takes the job, so attempt 2 applies at once; the records
-    land exactly once, and the woken worker changes nothing."""
+    land exactly once, and the woken worker changes nothing.
+
+    `previewed`: frozen in the apply of what was staged before the confirmation.
+    `confirmed` (confirm=true into an account without samples): the apply's transaction
+    opens before the samples are validated, which go straight into `samples`
+    (shared/archive/direct.py); frozen while they are written."""
+    settings = stack.settings
     source, source_token = account
     seed(settings, source.id)
     target, target_token = new_account(engine, "target")
@@ -187,13 +195,22 @@ def test_given_an_import_frozen_in_its_apply_when_taken_over_then_attempt_2_fini
     first = stack.start_worker()
     content = export_zip(stack.api(source_token))
     api = stack.api(target_token)
-    job_id = start_import(api, content, confirm="true")
+    counts = record_counts(content)
+    if flow == "previewed":
+        job_id = start_import(api, content)
+        assert api.wait_status(job_id, {"awaiting_confirmation"}, timeout=60)
+        assert api.post(f"/jobs/{job_id}/confirm").status_code == 202
+        phase, past = "apply", 0
+    else:
+        job_id = start_import(api, content, confirm="true")
+        # Places and items are validated first; past them, samples are being written.
+        phase, past = "validate", counts["places"] + counts["items"] + 100
 
     def applying() -> bool:
         job = api.job(job_id)  # with the live progress
         assert job["status"] in ("queued", "running"), job["status"]
         progress = job["progress"] or {}
-        return progress.get("phase") == "apply" and progress.get("phase_done", 0) > 0
+        return progress.get("phase") == phase and progress.get("phase_done", 0) > past
 
     wait_for(applying, timeout=60, interval=0.05, what="the apply to be under way")
     os.killpg(first.popen.pid, signal.SIGSTOP)

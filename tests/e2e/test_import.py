@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from shared.settings import Settings
 from shared.store.accounts import Account
-from tests.e2e.harness import ROOT, Stack
+from tests.e2e.harness import ROOT, Stack, wait_for
 from tests.e2e.import_helpers import (
     KINDS,
     TERMINAL,
@@ -240,7 +240,7 @@ def test_given_an_import_in_apply_when_cancelled_then_the_account_is_exactly_as_
 
 
 @pytest.mark.parametrize(
-    ("phase", "flow"), [("stage", "confirmed"), ("apply", "confirmed"), ("apply", "previewed")]
+    ("phase", "flow"), [("stage", "previewed"), ("apply", "previewed"), ("samples", "confirmed")]
 )
 def test_given_a_worker_killed_in_an_import_phase_when_a_new_worker_starts_then_it_completes(
     phase: str, flow: str, stack: Stack, engine: Engine, account: tuple[Account, str]
@@ -248,10 +248,12 @@ def test_given_a_worker_killed_in_an_import_phase_when_a_new_worker_starts_then_
     """kill -9 mid-phase: nothing visible meanwhile; attempt 2 (via the sweeper) ends
     succeeded with every record of the archive exactly once.
 
-    `confirmed` (confirm=true into an account without samples): the samples went into
-    the live table inside the apply's transaction (shared/archive/direct.py), so attempt 2
-    starts over from the upload. `previewed` (confirmed after its report): staging was
-    complete, and attempt 2 applies from it without validating again."""
+    `previewed` (confirmed after its report): killed while staging is checked, attempt 2
+    stages again and waits for the confirmation; killed in the apply, staging was
+    complete and attempt 2 applies from it without validating again. `samples`,
+    `confirmed` (confirm=true into an account without samples): killed while the samples
+    go straight into `samples` inside the apply's transaction (shared/archive/direct.py),
+    nothing of attempt 1 survives and attempt 2 starts over from the upload."""
     settings = stack.settings
     source, source_token = account
     seed(settings, source.id)
@@ -262,32 +264,47 @@ def test_given_a_worker_killed_in_an_import_phase_when_a_new_worker_starts_then_
     stack.start_worker()
     content = export_zip(stack.api(source_token))
     api = stack.api(target_token)
+    counts = record_counts(content)
 
     if flow == "confirmed":
         job_id = start_import(api, content, confirm="true")
+        past = counts["places"] + counts["items"] + 100  # samples are being written
+
+        def writing() -> bool:
+            job = api.job(job_id)
+            assert job["status"] in ("queued", "running"), job["status"]
+            progress = job["progress"] or {}
+            return progress.get("phase") == "validate" and progress.get("phase_done", 0) > past
+
+        wait_for(writing, timeout=60, interval=0.05, what="the samples to be written")
     else:
         job_id = start_import(api, content)
-        assert api.wait_status(job_id, {"awaiting_confirmation"}, timeout=60)
-        assert api.post(f"/jobs/{job_id}/confirm").status_code == 202
-    wait_for_phase(api, job_id, phase)
+        if phase == "apply":
+            assert api.wait_status(job_id, {"awaiting_confirmation"}, timeout=60)
+            assert api.post(f"/jobs/{job_id}/confirm").status_code == 202
+        wait_for_phase(api, job_id, phase)
     stack.kill_workers()
 
     assert row_counts(engine, target.id) == EMPTY, f"a kill in {phase} left rows visible"
     stack.start_worker()
+    if phase == "stage":
+        waiting = api.wait_status(job_id, {"awaiting_confirmation"}, timeout=90)
+        assert waiting["attempt"] == 2
+        assert row_counts(engine, target.id) == EMPTY
+        assert api.post(f"/jobs/{job_id}/confirm").status_code == 202
     seen: list[dict[str, Any]] = []
     job = watch(api, job_id, TERMINAL, seen=seen)
     assert job["status"] == "succeeded", job
     assert job["attempt"] == 2
     resumed = {(j["progress"] or {}).get("phase") for j in seen if j["attempt"] == 2}
-    if phase == "apply" and flow == "previewed":
+    if phase == "apply":
         # SPEC 8: a resumed import restarts from its last checkpoint (staging was complete).
         assert not resumed & {"validate", "stage"}, f"attempt 2 staged again: {resumed}"
-    if phase == "apply" and flow == "confirmed":
+    if phase == "samples":
         # Its last checkpoint is the upload: nothing of attempt 1 survived the kill.
         assert "validate" in resumed, f"attempt 2 did not start over: {resumed}"
-    # A previewed import's attempt 1 was claimed twice: for its report, then after the
-    # confirmation.
-    claims = [1, 2] if flow == "confirmed" else [1, 1, 2]
+    # A previewed import's attempt is claimed for its report, then after the confirmation.
+    claims = {"samples": [1, 2], "apply": [1, 1, 2], "stage": [1, 2, 2]}[phase]
     assert [e["attempt"] for e in events(engine, job_id, "claimed")] == claims
     assert row_counts(engine, target.id) == record_counts(content)
     ids = archive_ids(content)
