@@ -13,17 +13,18 @@ The staged path's checks on samples are made here as the rows go by, with the sa
 outcome and report:
 - repeated ids, and ids the account has already: the account has no samples (checked
   under the per-account lock), so either one is a unique violation of the COPY. The
-  importer then rolls back and stages the samples as before (`Fallback`), which reports
-  them. App backups updated incrementally repeat items, rarely samples.
+  importer then rolls back and stages the samples as before, which reports them. App
+  backups updated incrementally repeat items, rarely samples.
 - a sample whose item is in neither the archive nor the account, or is deleted (the
-  archive's copy decides, else the account's): counted, the first LISTED in archive
-  order kept for the report, and the reference nulled after the COPY with one UPDATE
-  (the account had no other samples, so every row it touches is this import's).
+  archive's copy decides, else the account's, whose items are read once under the
+  lock): counted, the first LISTED in archive order kept for the report, and the
+  reference nulled after the COPY with one UPDATE (the account had no other samples,
+  so every row it touches is this import's).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,22 +34,11 @@ from psycopg import sql
 from shared.archive.records import FastBlock
 from shared.archive.staging import COLUMNS, Staging
 from shared.findings import LISTED
+from shared.store.live_samples import unlink_items
 
 # Where a sample's item id sits among its columns.
 ITEM = COLUMNS["samples"].index("timeline_item_id")
 OK, MISSING, DELETED = 0, 1, 2
-
-
-class Fallback(Exception):
-    """The samples cannot go in directly (a repeated id): stage them instead."""
-
-
-def account_has_samples(conn: psycopg.Connection, account_id: str) -> bool:
-    """Whether the account holds any sample (one index probe)."""
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM samples WHERE account_id = %s)", (account_id,)
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def archive_items(conn: psycopg.Connection, staging: Staging) -> dict[str, bool]:
@@ -82,28 +72,18 @@ class Found:
 class SampleItems:
     """Judges each written sample's item reference as the staged check would."""
 
-    archive: dict[str, bool]
-    # The account's items among some ids (id -> deleted); asked on another connection,
-    # as the COPY holds this one. Only ids the archive lacks are asked, once each.
-    lookup: Callable[[list[str]], dict[str, bool]]
+    archive: dict[str, bool]  # the archive's items: id -> deleted (lower case)
+    account: dict[str, bool]  # the account's, before the import
     known: dict[str, int] = field(default_factory=dict)
     missing: Found = field(default_factory=Found)
     deleted: Found = field(default_factory=Found)
     written: int = 0  # samples written into `samples`
 
     def _judge(self, ids: Iterable[str]) -> None:
-        unknown = []
         for item_id in ids:
             key = item_id.lower()
-            if key in self.archive:
-                self.known[item_id] = DELETED if self.archive[key] else OK
-            else:
-                unknown.append(item_id)
-        if unknown:
-            found = self.lookup(sorted({i.lower() for i in unknown}))
-            for item_id in unknown:
-                deleted = found.get(item_id.lower())
-                self.known[item_id] = MISSING if deleted is None else DELETED if deleted else OK
+            deleted = self.archive.get(key, self.account.get(key))
+            self.known[item_id] = MISSING if deleted is None else DELETED if deleted else OK
 
     def block(self, block: FastBlock) -> None:
         """Judge the samples of a block."""
@@ -136,13 +116,7 @@ class SampleItems:
 
     def null_references(self, conn: psycopg.Connection, account_id: str) -> None:
         """Null the references judged missing or deleted, in the rows just written."""
-        gone = sorted(self.missing.ids | self.deleted.ids)
-        if gone:
-            conn.execute(
-                "UPDATE samples SET timeline_item_id = NULL WHERE account_id = %s"
-                " AND timeline_item_id = ANY(%s::uuid[])",
-                (account_id, gone),
-            )
+        unlink_items(conn, account_id, self.missing.ids | self.deleted.ids)
 
     def found(self) -> dict[str, tuple[int, list[dict[str, Any]]]]:
         """What `Staging.null_sample_items` returns: per kind, (total, first rows)."""

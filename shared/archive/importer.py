@@ -32,23 +32,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from copy import deepcopy
 from datetime import datetime
 from functools import partial
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from shared.archive.checks import stage_checks
-from shared.archive.direct import (
-    LiveSamples,
-    SampleItems,
-    StagedRows,
-    account_has_samples,
-    archive_items,
-)
+from shared.archive.direct import LiveSamples, SampleItems, StagedRows, archive_items
 from shared.archive.reader import (
     DataFile,
     check_metadata,
@@ -67,7 +60,7 @@ from shared.archive.records import (
     unknown_keys,
 )
 from shared.archive.report import Report
-from shared.archive.staging import COLUMNS, FIELDS, KINDS, Staging
+from shared.archive.staging import COLUMNS, KINDS, Staging
 from shared.archive.unpack import Limits, archive_root, clear, unpack
 from shared.errors import BadRequest
 from shared.fields import Problem
@@ -79,7 +72,7 @@ from shared.params import ImportArchiveParams
 from shared.settings import Settings
 from shared.store.changes import anything_written_after
 from shared.store.db import SHORT, raw_connection
-from shared.store.staging import STAGED_TYPE, binary_copy
+from shared.store.live_samples import account_has_samples, account_items, copy_samples
 from shared.timefmt import format_iso
 from shared.undo.recorder import apply_marks, record_replaced
 
@@ -293,44 +286,19 @@ class ImportArchive:
             return None
         before = deepcopy(report)
         done = ctx.tracker.phase.done
-        with self._account_items(ctx) as lookup:
-            live = SampleItems(archive_items(conn, staging), lookup)
-            try:
-                validate(kind="samples", live=live)
-            except psycopg.errors.UniqueViolation as error:
-                # A sample id twice in the archive: stage the samples, which reports it.
-                log.info("job %s: samples staged after all (%s)", ctx.job.id, error)
-                conn.rollback()
-                report.errors, report.warnings = before.errors, before.warnings
-                report.counts, report.archive = before.counts, before.archive
-                ctx.tracker.phase.done = done
-                return None
+        live = SampleItems(archive_items(conn, staging), account_items(conn, account))
+        try:
+            validate(kind="samples", live=live)
+        except psycopg.errors.UniqueViolation as error:
+            # A sample id twice in the archive: stage the samples, which reports it.
+            log.info("job %s: samples staged after all (%s)", ctx.job.id, error)
+            conn.rollback()
+            report.errors, report.warnings = before.errors, before.warnings
+            report.counts, report.archive = before.counts, before.archive
+            ctx.tracker.phase.done = done
+            return None
         live.null_references(conn, account)
         return live
-
-    @staticmethod
-    @contextmanager
-    def _account_items(ctx: JobContext) -> Iterator[Callable[[list[str]], dict[str, bool]]]:
-        """A lookup of the account's items by id (id -> deleted), on a connection of its
-        own opened at the first question (the import's connection is busy with a COPY)."""
-        with ExitStack() as stack:
-            opened: list[psycopg.Connection] = []
-
-            def lookup(ids: list[str]) -> dict[str, bool]:
-                if not opened:
-                    opened.append(
-                        stack.enter_context(
-                            raw_connection(ctx.settings.database_url, autocommit=True, limits=SHORT)
-                        )
-                    )
-                rows = opened[0].execute(
-                    "SELECT id::text, deleted FROM timeline_items WHERE account_id = %s"
-                    " AND id = ANY(%s::uuid[])",
-                    (ctx.job.account_id, ids),
-                )
-                return {item_id: bool(deleted) for item_id, deleted in rows}
-
-            yield lookup
 
     def _apply_direct(
         self,
@@ -455,9 +423,7 @@ class ImportArchive:
             with staging.writer(conn, kind) as copy:
                 yield copy
             return
-        types = ["uuid", *(STAGED_TYPE[f.kind] for f in FIELDS["samples"])]
-        columns = ("account_id", *COLUMNS["samples"])
-        with binary_copy(conn, sql.Identifier("samples"), columns, types) as copy:
+        with copy_samples(conn, COLUMNS["samples"]) as copy:
             yield copy
 
     @staticmethod

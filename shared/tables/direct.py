@@ -32,9 +32,8 @@ import psycopg
 from psycopg import sql
 
 from shared.findings import LISTED
-from shared.store.staging import STAGED_TYPE, binary_copy
+from shared.store.live_samples import account_items, copy_samples, unlink_items
 from shared.tables.columns import TABLES
-from shared.tables.rows import FIELDS
 
 SAMPLE_ROWS = 20
 
@@ -46,14 +45,6 @@ class StageInstead(Exception):
 def eligible(table: str, columns: tuple[str, ...], *, confirm: bool) -> bool:
     """Whether a table import may write its rows directly (before the account is asked)."""
     return confirm and table == "samples" and set(columns) == set(TABLES["samples"].names)
-
-
-def account_is_empty(conn: psycopg.Connection, account_id: str) -> bool:
-    """Whether the account holds no sample (one index probe)."""
-    row = conn.execute(
-        "SELECT NOT EXISTS (SELECT 1 FROM samples WHERE account_id = %s)", (account_id,)
-    ).fetchone()
-    return bool(row and row[0])
 
 
 @dataclass(slots=True)
@@ -72,15 +63,11 @@ class LiveRows:
     @classmethod
     def open(cls, conn: psycopg.Connection, account_id: str, columns: tuple[str, ...]) -> LiveRows:
         """Read the account's item ids (the references to judge) under the lock."""
-        rows = conn.execute(
-            "SELECT id::text FROM timeline_items WHERE account_id = %s", (account_id,)
-        )
-        return cls(account_id, columns, {r[0] for r in rows})
+        return cls(account_id, columns, set(account_items(conn, account_id)))
 
     def copy(self, conn: psycopg.Connection) -> AbstractContextManager[psycopg.Copy]:
         """The binary COPY into `samples` for rows (account_id, *values in `columns`)."""
-        types = ["uuid", *(STAGED_TYPE[FIELDS["samples"][c].kind] for c in self.columns)]
-        return binary_copy(conn, sql.Identifier("samples"), ("account_id", *self.columns), types)
+        return copy_samples(conn, self.columns)
 
     def judge(self, number: int, values: Sequence[Any], item: int) -> None:
         """Note a written row: its id (for the preview's sample), its item reference."""
@@ -100,12 +87,7 @@ class LiveRows:
 
     def null_references(self, conn: psycopg.Connection) -> None:
         """Null the references to items the account does not have, in the rows written."""
-        if self.gone:
-            conn.execute(
-                "UPDATE samples SET timeline_item_id = NULL WHERE account_id = %s"
-                " AND timeline_item_id = ANY(%s::uuid[])",
-                (self.account_id, sorted(self.gone)),
-            )
+        unlink_items(conn, self.account_id, self.gone)
 
     def sample(self, conn: psycopg.Connection) -> list[dict[str, Any]]:
         """The first SAMPLE_ROWS rows as stored (the staged preview's sample)."""

@@ -42,9 +42,10 @@ from shared.jobs.store import Job
 from shared.settings import Settings
 from shared.store.changes import anything_written_after, current_snapshot
 from shared.store.db import SHORT, raw_connection
+from shared.store.live_samples import account_has_samples
 from shared.store.locks import lock_account_data
 from shared.store.staging import drop_job_tables
-from shared.tables.direct import LiveRows, StageInstead, account_is_empty, eligible
+from shared.tables.direct import LiveRows, StageInstead, eligible
 from shared.tables.mapping import match
 from shared.tables.params import TableImportParams
 from shared.tables.reading import RowProblem, TableFile, open_table
@@ -172,7 +173,7 @@ class ImportTable:
                 if direct and eligible(params.table, reader.columns, confirm=params.confirm):
                     # The apply's transaction starts here, with the per-account lock.
                     lock_account_data(conn, ctx.job.account_id)
-                    if account_is_empty(conn, ctx.job.account_id):
+                    if not account_has_samples(conn, ctx.job.account_id):
                         live = LiveRows.open(conn, ctx.job.account_id, reader.columns)
                     else:
                         conn.rollback()

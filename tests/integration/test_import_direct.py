@@ -149,7 +149,7 @@ def test_given_an_account_with_items_only_when_confirmed_then_its_items_resolve_
     went_direct: set[str],
 ) -> None:
     """Samples on items only the account has: kept; on an item the account deleted:
-    nulled with a warning, as the staged check decides (asked on a second connection)."""
+    nulled with a warning, as the staged check decides."""
     timeline = arc_timeline(seed=62)
     held = Timeline(places=timeline.places, items=timeline.items, samples=[])
     gone = _deleted_item_with_samples(held, timeline.samples)

@@ -21,8 +21,8 @@ from sqlalchemy import Engine
 from shared.jobs.store import JobStore
 from shared.settings import Settings
 from shared.store.accounts import Account, create_account
-from shared.store.db import raw_connection
 from shared.tables.direct import LiveRows
+from tests.arc_fixtures import staging_tables
 from tests.integration.test_import_table import Ferry, _rows, _seed
 
 
@@ -177,13 +177,7 @@ def test_given_bad_cells_without_skip_invalid_when_confirmed_then_it_fails_and_w
     assert waiting.status == "awaiting_confirmation"
     assert failed.preview == waiting.preview and failed.preview["error_total"] == 1
     assert _rows(ferry.settings, one.id, "samples") == {}
-    with raw_connection(ferry.settings.database_url) as conn:
-        left = conn.execute(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'ferry_staging'"
-            " AND tablename LIKE %s",
-            (f"%{failed.id.replace('-', '')}%",),
-        ).fetchone()
-    assert left is not None and left[0] == 0
+    assert staging_tables(ferry.settings.database_url, failed.id) == []
 
 
 @pytest.mark.parametrize("case", ["account has samples", "a column missing"])
